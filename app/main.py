@@ -1,0 +1,109 @@
+"""The server's app factory: FastAPI with a lifespan that owns store, detectors and alerts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from .alerting import AlertManager
+from .metrics import ServerMetrics
+from .routes import alerts, ingest, runs
+from .runtime import DetectorRuntime
+from .settings import Settings
+from .storage import SQLiteStore
+
+log = logging.getLogger("stethoscope.app")
+
+API_DESCRIPTION = """
+Training-health monitoring: ingest a run's scalars, gradient norms and embeddings; read its
+series (downsampled on request), embeddings, health and alerts.
+
+Non-finite values travel as the strings `"NaN"`, `"Infinity"` and `"-Infinity"` in both
+directions; embeddings as base64 of little-endian C-order arrays.
+"""
+
+
+def _field(loc: tuple[object, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "path", "query")]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out or "request"
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with one readable sentence per problem: which field, what is wrong, how to fix it."""
+    errors = []
+    for err in exc.errors():
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        errors.append({"field": _field(tuple(err.get("loc", ()))), "message": message})
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    if len(errors) > 5:
+        summary += f"; and {len(errors) - 5} more"
+    return JSONResponse(
+        status_code=422,
+        content={
+            "detail": f"invalid request: {summary}. See /docs for the expected format.",
+            "errors": errors,
+        },
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the server: API under /api/v1, dashboard under /ui/, metrics at /metrics."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = SQLiteStore(settings.db_path)
+        alert_manager = AlertManager(store, update_interval=settings.alert_update_interval)
+        alert_manager.listeners.append(
+            lambda a: app.state.metrics.alert_changes.labels(a.kind, a.status).inc()
+        )
+        runtime = DetectorRuntime(
+            store, alert_manager, state_save_interval=settings.state_save_interval
+        )
+        app.state.store = store
+        app.state.alerts = alert_manager
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            runtime.save_all()
+            store.close()
+            app.state.store = None
+
+    app = FastAPI(
+        title="Stethoscope",
+        version="1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = None
+    app.state.metrics = ServerMetrics(lambda: app.state.store)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(ingest.router)
+    app.include_router(runs.router)
+    app.include_router(alerts.router)
+    app.mount("/metrics", app.state.metrics.asgi_app)
+
+    @app.get("/healthz", tags=["server"], summary="Liveness check")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    if settings.ui:
+        from .ui import mount_dashboard
+
+        mount_dashboard(app)
+
+        @app.get("/", include_in_schema=False)
+        def root() -> RedirectResponse:
+            return RedirectResponse("/ui/")
+
+    return app

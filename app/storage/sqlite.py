@@ -1,0 +1,490 @@
+"""SQLite storage: the embedded default, one file, WAL mode.
+
+Scalar series are stored in chunks (one row per series per ingested batch, steps and values as
+little-endian binary arrays), not one row per point, so a million-point series is read with a few
+thousand row fetches and no per-point Python work. NaN and +-Inf are kept bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import (
+    AlertChange,
+    AlertRecord,
+    EmbeddingInfo,
+    EmbeddingInput,
+    EmbeddingRecord,
+    RunNotFound,
+    RunRecord,
+    SeriesData,
+    SeriesInfo,
+)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    name TEXT UNIQUE NOT NULL,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    last_step INTEGER,
+    health TEXT NOT NULL DEFAULT '{}',
+    alert_seq INTEGER NOT NULL DEFAULT 0,
+    detector_state TEXT
+);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    name TEXT NOT NULL,
+    points INTEGER NOT NULL DEFAULT 0,
+    first_step INTEGER,
+    last_step INTEGER,
+    nonfinite INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (run_id, name)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL REFERENCES series(id),
+    first_step INTEGER NOT NULL,
+    last_step INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    steps BLOB NOT NULL,
+    vals BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_series ON chunks (series_id, last_step);
+CREATE TABLE IF NOT EXISTS batches (
+    run_id INTEGER NOT NULL,
+    batch_id TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (run_id, batch_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS embeddings (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    d INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS embeddings_by_run ON embeddings (run_id, step);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    status TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    first_step INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    remedies TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    resolved_at REAL,
+    detector TEXT NOT NULL,
+    subject TEXT
+);
+CREATE INDEX IF NOT EXISTS alerts_by_run_seq ON alerts (run_id, seq);
+"""
+
+
+class SQLiteStore:
+    """A :class:`~stethoscope.app.storage.base.Store` on one SQLite file.
+
+    One connection serves every thread behind a lock: SQLite serialises writers anyway, and
+    the server's work per request is small. ``path=":memory:"`` gives a throw-away store.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            parent = Path(self.path).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise ValueError(
+                    f"cannot create the database {self.path!r}: folder {str(parent)!r} does not "
+                    "exist; create it or pass another --db path"
+                )
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        with self._lock:
+            self._conn.executescript(_SCHEMA)
+        with self._transaction() as cur:
+            row = cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                cur.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise ValueError(
+                    f"database {self.path!r} has schema version {row[0]}, this server needs "
+                    f"{SCHEMA_VERSION}; use a new --db file"
+                )
+
+    # ------------------------------------------------------------------ plumbing
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            else:
+                cur.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _run_id(self, cur: sqlite3.Cursor | sqlite3.Connection, name: str) -> int:
+        row = cur.execute("SELECT id FROM runs WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise RunNotFound(name)
+        return int(row[0])
+
+    def _ensure_run(self, cur: sqlite3.Cursor, name: str) -> int:
+        row = cur.execute("SELECT id FROM runs WHERE name=?", (name,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        now = time.time()
+        cur.execute(
+            "INSERT INTO runs (name, status, config, created_at, updated_at) "
+            "VALUES (?, 'running', '{}', ?, ?)",
+            (name, now, now),
+        )
+        return int(cur.lastrowid)
+
+    # ------------------------------------------------------------------ runs
+    def upsert_run(
+        self, name: str, *, config: Mapping[str, Any] | None = None, status: str | None = None
+    ) -> RunRecord:
+        with self._transaction() as cur:
+            run_id = self._ensure_run(cur, name)
+            now = time.time()
+            if config is not None:
+                cur.execute(
+                    "UPDATE runs SET config=?, updated_at=? WHERE id=?",
+                    (json.dumps(dict(config)), now, run_id),
+                )
+            if status is not None:
+                cur.execute(
+                    "UPDATE runs SET status=?, updated_at=? WHERE id=?", (status, now, run_id)
+                )
+        return self.get_run(name)
+
+    _RUN_COLUMNS = "name, status, config, created_at, updated_at, last_step, health"
+
+    @staticmethod
+    def _run_record(row: tuple[Any, ...]) -> RunRecord:
+        return RunRecord(
+            name=row[0],
+            status=row[1],
+            config=json.loads(row[2]),
+            created_at=row[3],
+            updated_at=row[4],
+            last_step=row[5],
+            health=json.loads(row[6]),
+        )
+
+    def get_run(self, name: str) -> RunRecord:
+        rows = self._read(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE name=?", (name,))
+        if not rows:
+            raise RunNotFound(name)
+        return self._run_record(rows[0])
+
+    def list_runs(self) -> list[RunRecord]:
+        rows = self._read(f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC")
+        return [self._run_record(r) for r in rows]
+
+    def set_health(self, name: str, health: Mapping[str, Any]) -> None:
+        with self._transaction() as cur:
+            cur.execute("UPDATE runs SET health=? WHERE name=?", (json.dumps(dict(health)), name))
+
+    # ------------------------------------------------------------------ ingestion
+    def ingest_batch(
+        self,
+        run: str,
+        batch_id: str,
+        scalars: Mapping[str, tuple[np.ndarray, np.ndarray]],
+        embeddings: Sequence[EmbeddingInput],
+    ) -> bool:
+        with self._transaction() as cur:
+            run_id = self._ensure_run(cur, run)
+            try:
+                cur.execute(
+                    "INSERT INTO batches (run_id, batch_id, received_at) VALUES (?, ?, ?)",
+                    (run_id, batch_id, time.time()),
+                )
+            except sqlite3.IntegrityError:
+                return False
+            self._write_series(cur, run_id, scalars)
+            for emb in embeddings:
+                data = np.ascontiguousarray(emb.data, dtype="<f4")
+                cur.execute(
+                    "INSERT INTO embeddings (run_id, step, name, n, d, data) VALUES (?,?,?,?,?,?)",
+                    (run_id, int(emb.step), emb.name, data.shape[0], data.shape[1], data.tobytes()),
+                )
+            self._touch_run(cur, run_id, scalars, embeddings)
+        return True
+
+    def append_series(self, run: str, series: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        with self._transaction() as cur:
+            run_id = self._run_id(cur, run)
+            self._write_series(cur, run_id, series)
+
+    def _write_series(
+        self,
+        cur: sqlite3.Cursor,
+        run_id: int,
+        series: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    ) -> None:
+        for name, (steps, values) in series.items():
+            steps = np.ascontiguousarray(steps, dtype="<i8")
+            values = np.ascontiguousarray(values, dtype="<f8")
+            if steps.size == 0:
+                continue
+            cur.execute(
+                "INSERT INTO series (run_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (run_id, name),
+            )
+            series_id = cur.execute(
+                "SELECT id FROM series WHERE run_id=? AND name=?", (run_id, name)
+            ).fetchone()[0]
+            first, last = int(steps.min()), int(steps.max())
+            nonfinite = int(np.count_nonzero(~np.isfinite(values)))
+            cur.execute(
+                "INSERT INTO chunks (series_id, first_step, last_step, n, steps, vals) "
+                "VALUES (?,?,?,?,?,?)",
+                (series_id, first, last, steps.size, steps.tobytes(), values.tobytes()),
+            )
+            cur.execute(
+                "UPDATE series SET points = points + ?, nonfinite = nonfinite + ?, "
+                "first_step = MIN(COALESCE(first_step, ?), ?), "
+                "last_step = MAX(COALESCE(last_step, ?), ?) WHERE id=?",
+                (steps.size, nonfinite, first, first, last, last, series_id),
+            )
+
+    @staticmethod
+    def _touch_run(
+        cur: sqlite3.Cursor,
+        run_id: int,
+        scalars: Mapping[str, tuple[np.ndarray, np.ndarray]],
+        embeddings: Sequence[EmbeddingInput],
+    ) -> None:
+        last = [int(np.max(s)) for s, _ in scalars.values() if len(s)]
+        last += [int(e.step) for e in embeddings]
+        now = time.time()
+        if last:
+            cur.execute(
+                "UPDATE runs SET last_step = MAX(COALESCE(last_step, ?), ?), updated_at=? "
+                "WHERE id=?",
+                (max(last), max(last), now, run_id),
+            )
+        else:
+            cur.execute("UPDATE runs SET updated_at=? WHERE id=?", (now, run_id))
+
+    # ------------------------------------------------------------------ queries
+    def list_series(self, run: str) -> list[SeriesInfo]:
+        with self._lock:
+            run_id = self._run_id(self._conn, run)
+            rows = self._conn.execute(
+                "SELECT name, points, first_step, last_step, nonfinite FROM series "
+                "WHERE run_id=? ORDER BY name",
+                (run_id,),
+            ).fetchall()
+        return [SeriesInfo(*r) for r in rows]
+
+    def read_series(
+        self, run: str, name: str, *, start: int | None = None, end: int | None = None
+    ) -> SeriesData:
+        lo = -(2**63) if start is None else int(start)
+        hi = 2**63 - 1 if end is None else int(end)
+        with self._lock:
+            run_id = self._run_id(self._conn, run)
+            rows = self._conn.execute(
+                "SELECT c.steps, c.vals FROM chunks c JOIN series s ON s.id = c.series_id "
+                "WHERE s.run_id=? AND s.name=? AND c.last_step >= ? AND c.first_step <= ? "
+                "ORDER BY c.id",
+                (run_id, name, lo, hi),
+            ).fetchall()
+        if not rows:
+            return SeriesData(name, np.empty(0, np.int64), np.empty(0, np.float64))
+        steps = np.concatenate([np.frombuffer(r[0], dtype="<i8") for r in rows])
+        values = np.concatenate([np.frombuffer(r[1], dtype="<f8") for r in rows])
+        order = np.argsort(steps, kind="stable")
+        steps, values = steps[order], values[order]
+        keep = (steps >= lo) & (steps <= hi)
+        return SeriesData(name, steps[keep].astype(np.int64), values[keep].astype(np.float64))
+
+    def list_embeddings(self, run: str) -> list[EmbeddingInfo]:
+        with self._lock:
+            run_id = self._run_id(self._conn, run)
+            rows = self._conn.execute(
+                "SELECT step, name, n, d FROM embeddings WHERE run_id=? ORDER BY step, id",
+                (run_id,),
+            ).fetchall()
+        return [EmbeddingInfo(*r) for r in rows]
+
+    def read_embeddings(self, run: str, step: int | None = None) -> list[EmbeddingRecord]:
+        with self._lock:
+            run_id = self._run_id(self._conn, run)
+            if step is None:
+                row = self._conn.execute(
+                    "SELECT MAX(step) FROM embeddings WHERE run_id=?", (run_id,)
+                ).fetchone()
+                if row[0] is None:
+                    return []
+                step = int(row[0])
+            rows = self._conn.execute(
+                "SELECT step, name, n, d, data FROM embeddings WHERE run_id=? AND step=? "
+                "ORDER BY id",
+                (run_id, int(step)),
+            ).fetchall()
+        return [
+            EmbeddingRecord(
+                step=r[0],
+                name=r[1],
+                data=np.frombuffer(r[4], dtype="<f4").reshape(r[2], r[3]).astype(np.float32),
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ detector state
+    def save_detector_state(self, run: str, state: Mapping[str, Any]) -> None:
+        with self._transaction() as cur:
+            cur.execute(
+                "UPDATE runs SET detector_state=? WHERE name=?", (json.dumps(dict(state)), run)
+            )
+
+    def load_detector_state(self, run: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT detector_state FROM runs WHERE name=?", (run,))
+        if not rows:
+            raise RunNotFound(run)
+        return None if rows[0][0] is None else json.loads(rows[0][0])
+
+    # ------------------------------------------------------------------ alerts
+    _ALERT_COLUMNS = (
+        "a.id, r.name, a.kind, a.key, a.severity, a.status, a.step, a.first_step, a.message, "
+        "a.evidence, a.remedies, a.count, a.seq, a.created_at, a.updated_at, a.resolved_at, "
+        "a.detector, a.subject"
+    )
+
+    @staticmethod
+    def _alert_record(row: tuple[Any, ...]) -> AlertRecord:
+        return AlertRecord(
+            id=row[0],
+            run=row[1],
+            kind=row[2],
+            key=row[3],
+            severity=row[4],
+            status=row[5],
+            step=row[6],
+            first_step=row[7],
+            message=row[8],
+            evidence=json.loads(row[9]),
+            remedies=json.loads(row[10]),
+            count=row[11],
+            seq=row[12],
+            created_at=row[13],
+            updated_at=row[14],
+            resolved_at=row[15],
+            detector=row[16],
+            subject=row[17],
+        )
+
+    def apply_alert_changes(self, changes: Sequence[AlertChange]) -> list[AlertRecord]:
+        ids: list[int] = []
+        with self._transaction() as cur:
+            for change in changes:
+                run_id = self._run_id(cur, change.run)
+                seq = cur.execute(
+                    "UPDATE runs SET alert_seq = alert_seq + 1 WHERE id=? RETURNING alert_seq",
+                    (run_id,),
+                ).fetchone()[0]
+                now = time.time()
+                resolved_at = now if change.status == "resolved" else None
+                evidence = json.dumps(change.evidence)
+                remedies = json.dumps(change.remedies)
+                if change.alert_id is None:
+                    cur.execute(
+                        "INSERT INTO alerts (run_id, kind, key, severity, status, step, first_step,"
+                        " message, evidence, remedies, count, seq, created_at, updated_at,"
+                        " resolved_at, detector, subject) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,1,?,?,?,?,?,?)",
+                        (
+                            run_id, change.kind, change.key, change.severity, change.status,
+                            change.step, change.step, change.message, evidence, remedies, seq,
+                            now, now, resolved_at, change.detector, change.subject,
+                        ),
+                    )
+                    ids.append(int(cur.lastrowid))
+                else:
+                    cur.execute(
+                        "UPDATE alerts SET severity=?, status=?, step=?, message=?, evidence=?, "
+                        "remedies=?, count = count + 1, seq=?, updated_at=?, resolved_at=? "
+                        "WHERE id=? AND run_id=?",
+                        (
+                            change.severity, change.status, change.step, change.message, evidence,
+                            remedies, seq, now, resolved_at, change.alert_id, run_id,
+                        ),
+                    )
+                    ids.append(change.alert_id)
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self._read(
+            f"SELECT {self._ALERT_COLUMNS} FROM alerts a JOIN runs r ON r.id = a.run_id "
+            f"WHERE a.id IN ({marks}) ORDER BY a.seq",
+            ids,
+        )
+        return [self._alert_record(r) for r in rows]
+
+    def list_alerts(
+        self, run: str, *, after_seq: int = 0, status: str | None = None
+    ) -> list[AlertRecord]:
+        sql = (
+            f"SELECT {self._ALERT_COLUMNS} FROM alerts a JOIN runs r ON r.id = a.run_id "
+            "WHERE r.name=? AND a.seq > ?"
+        )
+        params: list[Any] = [run, int(after_seq)]
+        if status is not None:
+            sql += " AND a.status=?"
+            params.append(status)
+        rows = self._read(sql + " ORDER BY a.seq", params)
+        if not rows and not self._read("SELECT 1 FROM runs WHERE name=?", (run,)):
+            raise RunNotFound(run)
+        return [self._alert_record(r) for r in rows]
+
+    def alert_cursor(self, run: str) -> int:
+        rows = self._read("SELECT alert_seq FROM runs WHERE name=?", (run,))
+        if not rows:
+            raise RunNotFound(run)
+        return int(rows[0][0])

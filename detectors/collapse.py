@@ -1,0 +1,328 @@
+"""Mode collapse from embedding batches of generated (and real) samples.
+
+Each evaluation compares a batch of generated embeddings with real ones from the same feature
+extractor. The reference is computed at the same sample size from the real batch itself: the
+reals are split in two halves R1 and R2, the generated batch is subsampled to the size of R2, and
+every metric is computed for (R1, fakes) and for (R1, R2). So thresholds are ratios to what real
+data scores at the same n, which cancels the metrics' dependence on n and d.
+
+Signals (ratio = fake value / real-vs-real value):
+
+- coverage (Naeem 2020, k = 5) and recall (Kynkäänniemi 2019, k = 3) against R1;
+- Vendi score (Friedman & Dieng 2022) with an RBF kernel of bandwidth
+  ``bandwidth_scale x median pairwise distance of R1`` (meaningful at d = 2 as at d = 512);
+- mean pairwise distance and near-duplicate rate (informational).
+
+An evaluation is "collapsed" when at least two of coverage, recall and Vendi ratios are below
+``threshold``. ``patience`` collapsed evaluations in a row fire (after ``warmup`` evaluations);
+``patience`` healthy ones in a row resolve. Without reals, the generated batch is judged against
+its own history: Vendi and mean pairwise distance below ``threshold`` times the best seen so far
+(at a bandwidth frozen from the largest spread seen), with lower confidence stated in the
+message and the evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import metrics, remedies
+from .base import Detector, check_float, check_int, fmt
+from .findings import DetectorStatus, Finding
+
+__all__ = ["CollapseDetector"]
+
+KEY = "mode_collapse"
+
+
+class CollapseDetector(Detector):
+    """Detects mode collapse from batches of generated and real embeddings.
+
+    Parameters
+    ----------
+    k_coverage
+        Neighbours for coverage (default 5, Naeem 2020).
+    k_recall
+        Neighbours for recall (default 3, Kynkäänniemi 2019).
+    threshold
+        Fraction of the reference below which a signal counts as collapsed (default 0.5).
+    patience
+        Collapsed evaluations in a row to fire, healthy ones to resolve (default 2).
+    warmup
+        Evaluations during which nothing fires, so an untrained generator is not flagged
+        (default 3).
+    max_samples
+        Cap on the size of each of R1, R2 and the generated subsample (default 512); bounds the
+        cost at O(max_samples^2 d).
+    bandwidth_scale
+        RBF bandwidth as a multiple of the reals' median pairwise distance (default 0.5).
+    duplicate_fraction
+        Two samples are near-duplicates when closer than this fraction of the reals' median
+        nearest-neighbour distance (default 0.1).
+    seed
+        Seed of the deterministic subsampling (default 0).
+
+    Attributes
+    ----------
+    last_metrics : dict
+        The signals of the last evaluation (``coverage``, ``recall``, ``vendi_ratio``, ...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> ang = 2 * np.pi * np.arange(8) / 8
+    >>> centres = 2 * np.stack([np.cos(ang), np.sin(ang)], 1)
+    >>> ring = lambda n, modes: centres[rng.choice(modes, n)] + 0.02 * rng.standard_normal((n, 2))
+    >>> det = CollapseDetector()
+    >>> fired = []
+    >>> for step in range(0, 1000, 100):
+    ...     modes = np.arange(8) if step < 500 else np.array([0])
+    ...     fired += det.update(step, ring(512, modes), real=ring(512, np.arange(8)))
+    >>> [(f.kind, f.step, f.severity) for f in fired]
+    [('mode_collapse', 600, 'critical')]
+    """
+
+    family = "collapse"
+
+    def __init__(
+        self,
+        k_coverage: int = 5,
+        k_recall: int = 3,
+        threshold: float = 0.5,
+        patience: int = 2,
+        warmup: int = 3,
+        max_samples: int = 512,
+        bandwidth_scale: float = 0.5,
+        duplicate_fraction: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.k_coverage = k_coverage
+        self.k_recall = k_recall
+        self.threshold = threshold
+        self.patience = patience
+        self.warmup = warmup
+        self.max_samples = max_samples
+        self.bandwidth_scale = bandwidth_scale
+        self.duplicate_fraction = duplicate_fraction
+        self.seed = seed
+        check_int("k_coverage", k_coverage, 1, 50)
+        check_int("k_recall", k_recall, 1, 50)
+        check_float("threshold", threshold, 0.0, 1.0, low_open=True, high_open=True)
+        check_int("patience", patience, 1)
+        check_int("warmup", warmup, 0)
+        check_int("max_samples", max_samples, 2 * (max(k_coverage, k_recall) + 1))
+        check_float("bandwidth_scale", bandwidth_scale, 0.0, low_open=True)
+        check_float("duplicate_fraction", duplicate_fraction, 0.0, 1.0)
+        check_int("seed", seed, 0)
+        self._add_state("evaluations", 0)
+        self._add_state("collapsed_run", 0)
+        self._add_state("healthy_run", 0)
+        self._add_state("firing", False)
+        self._add_state("mode", "")  # "real" or "self" for the last evaluation
+        self._add_state("bandwidth", math.nan)  # last bandwidth from reals
+        self._add_state("spread_max", 0.0)  # largest median pairwise distance of fakes
+        self._add_state("best_vendi", 0.0)  # best fake Vendi in self mode
+        self._add_state("best_distance", 0.0)
+        self._add_state("last_metrics", {})
+        self._add_state("last_reason", "")
+
+    @property
+    def min_samples(self) -> int:
+        """Smallest batch that can be evaluated (per half of the reals, and for fakes)."""
+        return max(self.k_coverage, self.k_recall) + 2
+
+    def update(self, step: int, fake: Any, real: Any = None) -> list[Finding]:
+        """Evaluate one batch of generated embeddings (``(n, d)``), optionally with reals."""
+        fake = self._check(fake, "fake")
+        if real is not None:
+            real = self._check(real, "real")
+            if real.shape[1] != fake.shape[1]:
+                raise ValueError(
+                    f"fake and real embeddings must have the same dimension, got "
+                    f"{fake.shape[1]} and {real.shape[1]}; use one feature extractor for both"
+                )
+        if fake.shape[0] < self.min_samples:
+            self.last_reason = (
+                f"batch of {fake.shape[0]} generated samples is too small "
+                f"(need >= {self.min_samples})"
+            )
+            self.last_metrics = {}
+            return []
+        rng = np.random.default_rng([self.seed, self.evaluations])
+        self.evaluations += 1
+        if real is not None and real.shape[0] >= 2 * self.min_samples:
+            m, collapsed, severity = self._with_reals(fake, real, rng)
+            self.mode = "real"
+            self.last_reason = ""
+        else:
+            m, collapsed = self._self_history(fake, rng)
+            severity = "warning"
+            self.mode = "self"
+            self.last_reason = (
+                "no real embeddings" if real is None
+                else f"real batch of {real.shape[0]} is too small (need >= {2 * self.min_samples})"
+            ) + ": judged against this run's own history (lower confidence)"
+        self.last_metrics = m
+        if self.evaluations <= self.warmup:
+            collapsed = False
+        if collapsed:
+            self.collapsed_run += 1
+            self.healthy_run = 0
+        else:
+            self.healthy_run += 1
+            self.collapsed_run = 0
+        if not self.firing and self.collapsed_run >= self.patience:
+            self.firing = True
+            return [self._fire(int(step), m, severity)]
+        if self.firing and self.healthy_run >= self.patience:
+            self.firing = False
+            msg = (
+                f"Sample diversity recovered: {self.healthy_run} evaluations in a row without "
+                f"collapse (step {step})."
+            )
+            return [self._finding("mode_collapse", KEY, "warning", "resolved", int(step), msg,
+                                  dict(m), (), "G")]
+        return []
+
+    # ------------------------------------------------------------------------------ internals
+    def _check(self, x: Any, name: str) -> np.ndarray:
+        a = np.asarray(x, dtype=np.float64)
+        if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
+            raise ValueError(
+                f"{name} embeddings must be a non-empty 2-D (n, d) array, got shape {a.shape}; "
+                f"flatten each sample's features to one row"
+            )
+        keep = np.isfinite(a).all(axis=1)
+        return a if keep.all() else a[keep]
+
+    def _sub(self, x: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+        if x.shape[0] <= size:
+            return x
+        return x[np.sort(rng.choice(x.shape[0], size, replace=False))]
+
+    def _with_reals(self, fake, real, rng) -> tuple[dict[str, float], bool, str]:
+        perm = rng.permutation(real.shape[0])
+        h = min(real.shape[0] // 2, self.max_samples)
+        r1, r2 = real[perm[:h]], real[perm[h : 2 * h]]
+        s = min(fake.shape[0], h)
+        f = self._sub(fake, s, rng)
+        r2 = r2[:s]
+        d11 = metrics.pairwise_distances(r1)
+        dff = metrics.pairwise_distances(f)
+        d22 = metrics.pairwise_distances(r2)
+        df1 = metrics.pairwise_distances(f, r1)
+        d21 = metrics.pairwise_distances(r2, r1)
+        med = metrics.median_pairwise_distance(d11)
+        self.bandwidth = bw = max(self.bandwidth_scale * med, 1e-12)
+        self.spread_max = max(self.spread_max, med)
+        r1_radii = metrics.knn_radii(d11, self.k_coverage)
+        cov, cov_ref = metrics._coverage(r1_radii, df1), metrics._coverage(r1_radii, d21)
+        kr = min(self.k_recall, s - 1)
+        rec = metrics._recall(metrics.knn_radii(dff, kr), df1)
+        rec_ref = metrics._recall(metrics.knn_radii(d22, kr), d21)
+        v_f = metrics.vendi_score(f, bw, d_self=dff)
+        v_r = metrics.vendi_score(r2, bw, d_self=d22)
+        mpd_f = metrics.mean_pairwise_distance(f, d_self=dff)
+        mpd_r = metrics.mean_pairwise_distance(r2, d_self=d22)
+        eps = self.duplicate_fraction * float(np.median(metrics.knn_radii(d11, 1)))
+        dup = metrics.near_duplicate_rate(f, eps, d_self=dff)
+        dup_ref = metrics.near_duplicate_rate(r2, eps, d_self=d22)
+
+        def ratio(a: float, b: float) -> float:
+            return a / b if b > 0 else math.nan
+
+        m = {
+            "coverage": cov,
+            "coverage_ref": cov_ref,
+            "coverage_ratio": ratio(cov, cov_ref),
+            "recall": rec,
+            "recall_ref": rec_ref,
+            "recall_ratio": ratio(rec, rec_ref),
+            "vendi": v_f,
+            "vendi_ref": v_r,
+            "vendi_ratio": ratio(v_f, v_r),
+            "distance_ratio": ratio(mpd_f, mpd_r),
+            "duplicate_rate": dup,
+            "duplicate_rate_ref": dup_ref,
+            "samples": float(s),
+            "bandwidth": bw,
+            "reference_is_real": 1.0,
+        }
+        lows = [m[k] < self.threshold for k in ("coverage_ratio", "recall_ratio", "vendi_ratio")]
+        collapsed = sum(lows) >= 2
+        severity = "critical" if all(lows) else "warning"
+        return m, collapsed, severity
+
+    def _self_history(self, fake, rng) -> tuple[dict[str, float], bool]:
+        f = self._sub(fake, self.max_samples, rng)
+        dff = metrics.pairwise_distances(f)
+        med = metrics.median_pairwise_distance(dff)
+        self.spread_max = max(self.spread_max, med)
+        bw = self.bandwidth if math.isfinite(self.bandwidth) else (
+            self.bandwidth_scale * self.spread_max)
+        bw = max(bw, 1e-12)
+        v_f = metrics.vendi_score(f, bw, d_self=dff)
+        mpd_f = metrics.mean_pairwise_distance(f, d_self=dff)
+        best_v = max(self.best_vendi, v_f)
+        best_d = max(self.best_distance, mpd_f)
+        v_ratio = v_f / best_v if best_v > 0 else math.nan
+        d_ratio = mpd_f / best_d if best_d > 0 else math.nan
+        collapsed = (
+            self.best_vendi > 0 and v_ratio < self.threshold and d_ratio < self.threshold
+        )
+        self.best_vendi, self.best_distance = best_v, best_d
+        nn = metrics.knn_radii(dff, 1) if f.shape[0] > 1 else np.zeros(1)
+        m = {
+            "vendi": v_f,
+            "vendi_best": best_v,
+            "vendi_ratio": v_ratio,
+            "distance_ratio": d_ratio,
+            "duplicate_rate": float(np.mean(nn < self.duplicate_fraction * 0.1 * self.spread_max)),
+            "samples": float(f.shape[0]),
+            "bandwidth": bw,
+            "reference_is_real": 0.0,
+        }
+        return m, collapsed
+
+    def _fire(self, step: int, m: dict[str, float], severity: str) -> Finding:
+        if m.get("reference_is_real"):
+            msg = (
+                f"Mode collapse: the generated samples cover far less of the data than real "
+                f"samples do, for {self.collapsed_run} evaluations in a row (step {step}). "
+                f"Coverage {fmt(m['coverage'])} vs {fmt(m['coverage_ref'])} for real-vs-real "
+                f"(ratio {fmt(m['coverage_ratio'])}), recall {fmt(m['recall'])} vs "
+                f"{fmt(m['recall_ref'])} (ratio {fmt(m['recall_ratio'])}), Vendi "
+                f"{fmt(m['vendi'])} vs {fmt(m['vendi_ref'])} effective samples (ratio "
+                f"{fmt(m['vendi_ratio'])}), at n = {int(m['samples'])}; threshold "
+                f"{fmt(self.threshold)}x the reference. The generator produces a few kinds of "
+                f"output and misses the rest."
+            )
+        else:
+            msg = (
+                f"Possible mode collapse (lower confidence: no real embeddings to compare with): "
+                f"the Vendi score of the generated samples fell to {fmt(m['vendi'])} effective "
+                f"samples, {fmt(m['vendi_ratio'])}x the best seen in this run "
+                f"({fmt(m['vendi_best'])}), and their mean pairwise distance to "
+                f"{fmt(m['distance_ratio'])}x its best, for {self.collapsed_run} evaluations in a "
+                f"row (step {step}). Log real embeddings too for a confident verdict."
+            )
+        return self._finding("mode_collapse", KEY, severity, "firing", step, msg, dict(m),
+                             remedies.MODE_COLLAPSE, "G")
+
+    def status(self) -> DetectorStatus:
+        if self.evaluations == 0:
+            reason = self.last_reason or (
+                "no embeddings received; call Monitor.log_embeddings(step, fake=..., real=...)"
+            )
+            return DetectorStatus(self.name, "unavailable", reason)
+        if self.evaluations <= self.warmup:
+            return DetectorStatus(self.name, "waiting",
+                                  f"{self.evaluations}/{self.warmup} warm-up evaluations")
+        note = f" ({self.last_reason})" if self.last_reason else ""
+        if self.firing:
+            return DetectorStatus(self.name, "alarm", "mode collapse" + note)
+        return DetectorStatus(self.name, "ok", f"{self.evaluations} evaluations{note}")

@@ -1,0 +1,285 @@
+"""Vanishing and exploding gradients, per layer, against each layer's own history.
+
+Fed the per-parameter gradient norms of one module (series ``grad_norm/<module>/<param>``, and
+``grad_norm/<module>/total``). Each layer's reference is the median of its first ``warmup``
+finite norms. A layer vanishes when its norm stays below ``vanish_ratio`` times its reference
+(or below the absolute ``floor``, a last resort for layers that start near zero), or when the
+first-to-last layer norm ratio stays below ``first_last_ratio``; it explodes when its norm (or
+the module total) stays above ``explode_ratio`` times its reference. "Stays" means for
+``vanish_patience`` / ``explode_patience`` observations in a row. Layer order is the order in
+which parameter names first appear; the first and last layers of the ratio skip biases.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from . import remedies
+from .base import Detector, as_arrays, check_float, check_int, fmt, latch, run_lengths
+from .findings import DetectorStatus, Finding
+
+__all__ = ["GradientDetector"]
+
+TOTAL = "total"
+
+
+class GradientDetector(Detector):
+    """Vanishing / exploding gradients of one module's layers.
+
+    Parameters
+    ----------
+    module
+        Module name as given to ``Monitor.watch(module, name=...)`` (keys
+        ``vanishing_gradients/<module>`` and ``exploding_gradients/<module>``).
+    warmup
+        Observations per layer that form its reference (median); nothing fires before
+        (default 20).
+    vanish_ratio
+        Norm / reference below which a layer counts as vanishing (default 1e-3, heuristic).
+    first_last_ratio
+        First-layer / last-layer norm ratio below which gradients vanish towards the input
+        (default 1e-3, heuristic).
+    floor
+        Absolute norm below which a layer counts as vanishing whatever its history (last
+        resort; default 1e-7).
+    explode_ratio
+        Norm / reference above which a layer (or the total) counts as exploding (default 100).
+    vanish_patience, explode_patience
+        Observations in a row needed to fire (defaults 20 and 3).
+    resolve_after
+        Healthy observations in a row before a finding resolves (default 20).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> steps = np.arange(200)
+    >>> first = np.where(steps < 100, 1.0, 1e-6)
+    >>> det = GradientDetector("G")
+    >>> fs = det.update({"main.0.weight": (steps, first), "main.4.weight": (steps, np.ones(200))})
+    >>> [(f.kind, f.step, f.subject) for f in fs]
+    [('vanishing_gradients', 119, 'G/main.0.weight')]
+    """
+
+    family = "gradients"
+
+    def __init__(
+        self,
+        module: str,
+        warmup: int = 20,
+        vanish_ratio: float = 1e-3,
+        first_last_ratio: float = 1e-3,
+        floor: float = 1e-7,
+        explode_ratio: float = 100.0,
+        vanish_patience: int = 20,
+        explode_patience: int = 3,
+        resolve_after: int = 20,
+    ) -> None:
+        super().__init__()
+        self.module = module
+        self.warmup = warmup
+        self.vanish_ratio = vanish_ratio
+        self.first_last_ratio = first_last_ratio
+        self.floor = floor
+        self.explode_ratio = explode_ratio
+        self.vanish_patience = vanish_patience
+        self.explode_patience = explode_patience
+        self.resolve_after = resolve_after
+        if not isinstance(module, str) or not module:
+            raise ValueError(f"module must be a non-empty string, got {module!r}")
+        check_int("warmup", warmup, 1)
+        check_float("vanish_ratio", vanish_ratio, 0.0, 1.0, low_open=True, high_open=True)
+        check_float("first_last_ratio", first_last_ratio, 0.0, 1.0, low_open=True, high_open=True)
+        check_float("floor", floor, 0.0)
+        check_float("explode_ratio", explode_ratio, 1.0, low_open=True)
+        check_int("vanish_patience", vanish_patience, 1)
+        check_int("explode_patience", explode_patience, 1)
+        check_int("resolve_after", resolve_after, 1)
+        self._add_state("layers", [])  # order of first appearance (excluding "total")
+        self._add_state("refs", {})  # layer -> reference norm (median of warm-up)
+        self._add_state("warm", {})  # layer -> warm-up values collected so far
+        self._add_state("low_runs", {})
+        self._add_state("high_runs", {})
+        self._add_state("fl_run", 0)
+        self._add_state("vanish", [0, 0, False])  # run_true, run_false, firing
+        self._add_state("explode", [0, 0, False])
+        self._add_state("observations", 0)
+
+    # ------------------------------------------------------------------------------ update
+    def update(self, norms: Mapping[str, tuple[Any, Any]]) -> list[Finding]:
+        """Consume new gradient norms: ``{param_name or "total": (steps, values)}``."""
+        if not norms:
+            return []
+        cols: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, (steps, values) in norms.items():
+            s, v = as_arrays(steps, values)
+            if s.size:
+                cols[name] = (s, v)
+                if name != TOTAL and name not in self.layers:
+                    self.layers.append(name)
+        if not cols:
+            return []
+        names = [n for n in self.layers if n in cols] + ([TOTAL] if TOTAL in cols else [])
+        all_steps = np.unique(np.concatenate([cols[n][0] for n in names]))
+        mat = np.full((all_steps.size, len(names)), np.nan)
+        for j, n in enumerate(names):
+            s, v = cols[n]
+            mat[np.searchsorted(all_steps, s), j] = v
+        mat[~np.isfinite(mat)] = np.nan  # non-finite norms belong to the NaN detector
+        self.observations += int(all_steps.size)
+        ready_row = self._build_refs(names, mat)
+        refs = np.array([self.refs.get(n, np.nan) for n in names])
+        rows = np.arange(all_steps.size)[:, None]
+        active = rows >= ready_row[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = mat / refs[None, :]
+            is_layer = np.array([n != TOTAL for n in names])
+            low = active & is_layer[None, :] & (
+                (ratio < self.vanish_ratio) | (mat < self.floor)
+            )
+            high = active & (ratio > self.explode_ratio)
+            fl = self._first_last(names, mat, active)
+        low_runs = run_lengths(low, np.array([self.low_runs.get(n, 0) for n in names]))
+        high_runs = run_lengths(high, np.array([self.high_runs.get(n, 0) for n in names]))
+        fl_cond = fl < self.first_last_ratio
+        fl_runs = run_lengths(fl_cond, self.fl_run)
+        for j, n in enumerate(names):
+            self.low_runs[n] = int(low_runs[-1, j])
+            self.high_runs[n] = int(high_runs[-1, j])
+        self.fl_run = int(fl_runs[-1])
+        vanish_cond = (low_runs >= self.vanish_patience).any(axis=1) | (
+            fl_runs >= self.vanish_patience
+        )
+        explode_cond = (high_runs >= self.explode_patience).any(axis=1)
+        out: list[Finding] = []
+        ctx = (names, all_steps, mat, ratio, fl, low_runs, high_runs, fl_runs)
+        for kind, cond, attr in (
+            ("vanishing_gradients", vanish_cond, "vanish"),
+            ("exploding_gradients", explode_cond, "explode"),
+        ):
+            run_t, run_f, firing = getattr(self, attr)
+            if not firing and not cond.any():
+                setattr(self, attr, [0, int(run_f) + cond.size, False])
+                continue
+            events, run_t, run_f, firing = latch(cond, run_t, run_f, firing, 1, self.resolve_after)
+            setattr(self, attr, [run_t, run_f, firing])
+            for i, what in events:
+                out.append(self._event(kind, what, i, ctx))
+        return out
+
+    def _build_refs(self, names: list[str], mat: np.ndarray) -> np.ndarray:
+        """Fill per-layer references from warm-up values; returns the first active row."""
+        ready = np.zeros(len(names), dtype=np.int64)
+        n_rows = mat.shape[0]
+        for j, n in enumerate(names):
+            if n in self.refs:
+                continue
+            col = mat[:, j]
+            fin_rows = np.flatnonzero(np.isfinite(col))
+            have = self.warm.setdefault(n, [])
+            need = self.warmup - len(have)
+            if fin_rows.size >= need:
+                take = fin_rows[:need]
+                have = have + col[take].tolist()
+                self.refs[n] = float(np.median(have))
+                self.warm.pop(n, None)
+                ready[j] = int(take[-1]) + 1
+            else:
+                have.extend(col[fin_rows].tolist())
+                ready[j] = n_rows
+        return ready
+
+    def _first_last(self, names: list[str], mat: np.ndarray, active: np.ndarray) -> np.ndarray:
+        first, last = self._ends()
+        if first is None or first not in names or last not in names:
+            return np.full(mat.shape[0], np.inf)
+        a, b = names.index(first), names.index(last)
+        ratio = mat[:, a] / mat[:, b]
+        ok = active[:, a] & active[:, b] & np.isfinite(ratio)
+        return np.where(ok, ratio, np.inf)
+
+    def _ends(self) -> tuple[str | None, str | None]:
+        weights = [n for n in self.layers if not n.endswith("bias")] or list(self.layers)
+        if len(weights) < 2:
+            return None, None
+        return weights[0], weights[-1]
+
+    # ------------------------------------------------------------------------------ findings
+    def _event(self, kind: str, what: str, i: int, ctx: tuple) -> Finding:
+        names, steps, mat, ratio, fl, low_runs, high_runs, fl_runs = ctx
+        step = int(steps[i])
+        key = f"{kind}/{self.module}"
+        if what == "resolve":
+            word = "vanishing" if kind == "vanishing_gradients" else "exploding"
+            sev = "warning" if kind == "vanishing_gradients" else "critical"
+            msg = (
+                f"Gradients of {self.module} are no longer {word}: every layer has been within "
+                f"its healthy range for {self.resolve_after} observations (step {step})."
+            )
+            return self._finding(kind, key, sev, "resolved", step, msg,
+                                 {"resolve_after": float(self.resolve_after)}, (), self.module)
+        row_ratio = ratio[i]
+        if kind == "vanishing_gradients":
+            cand = [j for j in range(len(names)) if low_runs[i, j] >= self.vanish_patience]
+            first, _ = self._ends()
+            if not cand and first in names:
+                cand = [names.index(first)]
+            j = min(cand, key=lambda c: (np.nan_to_num(row_ratio[c], nan=np.inf), c))
+            layer = names[j]
+            consecutive = max(int(low_runs[i, j]), int(fl_runs[i]))
+            norm, ref = float(mat[i, j]), self.refs.get(layer, math.nan)
+            fl_txt = f"; first/last layer norm ratio {fmt(float(fl[i]))}" if math.isfinite(
+                float(fl[i])) else ""
+            msg = (
+                f"Gradients of {self.module} are vanishing in layer {layer}: norm {fmt(norm)} "
+                f"at step {step}, {fmt(norm / ref if ref else math.nan)} times its early median "
+                f"{fmt(ref)}, for {consecutive} observations in a row{fl_txt}. A layer whose "
+                f"gradient vanishes stops learning; in a GAN this usually means the "
+                f"discriminator saturates."
+            )
+            sev, rem = "warning", remedies.VANISHING
+        else:
+            cand = [j for j in range(len(names)) if high_runs[i, j] >= self.explode_patience]
+            j = max(cand, key=lambda c: (np.nan_to_num(row_ratio[c], nan=-np.inf), -c))
+            layer = names[j]
+            consecutive = int(high_runs[i, j])
+            norm, ref = float(mat[i, j]), self.refs.get(layer, math.nan)
+            msg = (
+                f"Gradients of {self.module} are exploding in {layer}: norm {fmt(norm)} at step "
+                f"{step}, {fmt(norm / ref if ref else math.nan)} times its early median "
+                f"{fmt(ref)}, for {consecutive} observations in a row. Exploding gradients "
+                f"usually end in a loss spike or NaN."
+            )
+            sev, rem = "critical", remedies.EXPLODING
+        evidence = {
+            "norm": norm,
+            "reference": ref,
+            "ratio_to_reference": norm / ref if ref else math.nan,
+            "first_last_ratio": float(fl[i]) if math.isfinite(float(fl[i])) else math.nan,
+            "consecutive": float(consecutive),
+            "layer_index": float(self.layers.index(layer)) if layer in self.layers else -1.0,
+        }
+        return self._finding(kind, key, sev, "firing", step, msg, evidence, rem,
+                             f"{self.module}/{layer}")
+
+    def status(self) -> DetectorStatus:
+        if not self.layers and not self.observations:
+            return DetectorStatus(self.name, "waiting", f"no gradient norms of {self.module} yet")
+        missing = [n for n in self.layers if n not in self.refs]
+        if missing:
+            have = min(len(self.warm.get(n, [])) for n in missing)
+            return DetectorStatus(
+                self.name, "waiting",
+                f"{have}/{self.warmup} warm-up observations for {len(missing)} layer(s) of "
+                f"{self.module}",
+            )
+        if self.vanish[2] or self.explode[2]:
+            what = "vanishing" if self.vanish[2] else "exploding"
+            return DetectorStatus(self.name, "alarm", f"{what} gradients in {self.module}")
+        note = "" if self._ends()[0] else " (one layer only: no first/last ratio)"
+        return DetectorStatus(
+            self.name, "ok", f"{len(self.layers)} layers of {self.module} watched{note}"
+        )

@@ -1,0 +1,155 @@
+"""Pure diversity and fidelity metrics on embedding batches (numpy only).
+
+All functions take ``(n, d)`` float arrays of embeddings from the same feature extractor and
+work from full pairwise-distance matrices computed with one matrix product
+(``|a|^2 + |b|^2 - 2 a.b``), which at the sizes the collapse detector uses (at most a few
+thousand points) is faster than tree searches in high dimension and exact enough.
+
+References
+----------
+- Naeem et al. 2020, Reliable Fidelity and Diversity Metrics for Generative Models (coverage).
+- Kynkäänniemi et al. 2019, Improved Precision and Recall Metric for Assessing Generative
+  Models (recall).
+- Friedman & Dieng 2022, The Vendi Score: A Diversity Evaluation Metric for Machine Learning.
+- Arora et al. 2017/2018, Do GANs learn the distribution? (birthday paradox, near-duplicates).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "pairwise_distances",
+    "knn_radii",
+    "median_pairwise_distance",
+    "coverage",
+    "recall",
+    "vendi_score",
+    "mean_pairwise_distance",
+    "near_duplicate_rate",
+]
+
+
+def _as2d(x: np.ndarray, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (n, d) array of embeddings, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or Inf; drop or fix those rows first")
+    return a
+
+
+def pairwise_distances(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """Euclidean distances between the rows of ``a`` and ``b`` (``b = a`` when omitted).
+
+    >>> pairwise_distances(np.array([[0.0, 0.0], [3.0, 4.0]])).tolist()
+    [[0.0, 5.0], [5.0, 0.0]]
+    """
+    same = b is None
+    b = a if same else b
+    aa = np.einsum("ij,ij->i", a, a)
+    bb = aa if same else np.einsum("ij,ij->i", b, b)
+    if a.shape[1] >= 64:  # float32 product: twice as fast, and distances stay accurate
+        ab = (a.astype(np.float32) @ b.astype(np.float32).T).astype(np.float64)
+    else:
+        ab = a @ b.T
+    d2 = aa[:, None] + bb[None, :] - 2.0 * ab
+    np.maximum(d2, 0.0, out=d2)
+    if same:
+        np.fill_diagonal(d2, 0.0)
+    return np.sqrt(d2, out=d2)
+
+
+def knn_radii(d_self: np.ndarray, k: int) -> np.ndarray:
+    """Distance of each point to its k-th nearest neighbour, itself excluded.
+
+    ``d_self`` is a square distance matrix of one set.
+    """
+    n = d_self.shape[0]
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in [1, {n - 1}] for {n} points, got {k}")
+    # the diagonal (0, itself) is the 0-th smallest: the k-th neighbour is at index k
+    return np.partition(d_self, k, axis=1)[:, k]
+
+
+def median_pairwise_distance(d_self: np.ndarray) -> float:
+    """Median of the off-diagonal entries of a square distance matrix."""
+    n = d_self.shape[0]
+    iu = np.triu_indices(n, 1)
+    return float(np.median(d_self[iu])) if n > 1 else 0.0
+
+
+def coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> float:
+    """Share of real k-NN balls that contain at least one fake sample (Naeem et al. 2020).
+
+    About 0.97 for identical distributions (k=5); falls when the generator misses modes.
+
+    >>> rng = np.random.default_rng(0)
+    >>> r = rng.standard_normal((500, 2))
+    >>> round(coverage(r, rng.standard_normal((500, 2))), 1), coverage(r, np.zeros((500, 2))) < 0.1
+    (1.0, True)
+    """
+    real, fake = _as2d(real, "real"), _as2d(fake, "fake")
+    radii = knn_radii(pairwise_distances(real), k)
+    return _coverage(radii, pairwise_distances(fake, real))
+
+
+def _coverage(real_radii: np.ndarray, d_fake_real: np.ndarray) -> float:
+    return float(np.mean(d_fake_real.min(axis=0) < real_radii))
+
+
+def recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> float:
+    """Share of real samples inside the generated manifold (Kynkäänniemi et al. 2019).
+
+    The manifold is the union of balls around each fake sample reaching its k-th nearest fake
+    neighbour. Low recall means the generator misses parts of the data: the collapse signal.
+    """
+    real, fake = _as2d(real, "real"), _as2d(fake, "fake")
+    radii = knn_radii(pairwise_distances(fake), k)
+    return _recall(radii, pairwise_distances(fake, real))
+
+
+def _recall(fake_radii: np.ndarray, d_fake_real: np.ndarray) -> float:
+    return float(np.mean((d_fake_real <= fake_radii[:, None]).any(axis=0)))
+
+
+def vendi_score(x: np.ndarray, bandwidth: float, *, d_self: np.ndarray | None = None) -> float:
+    """Vendi score with an RBF kernel: the effective number of distinct samples.
+
+    ``exp(-sum_i l_i log l_i)`` over the eigenvalues ``l_i`` of ``K / n`` with
+    ``K_ij = exp(-|x_i - x_j|^2 / (2 bandwidth^2))`` (Friedman & Dieng 2022). Ranges from 1 (all
+    samples identical at this bandwidth) to n (all far apart).
+
+    >>> round(vendi_score(np.zeros((10, 3)), 1.0), 6)
+    1.0
+    >>> round(vendi_score(np.eye(4) * 100, 1.0), 6)
+    4.0
+    """
+    if not bandwidth > 0:
+        raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
+    if d_self is None:
+        d_self = pairwise_distances(_as2d(x, "x"))
+    n = d_self.shape[0]
+    k = np.exp(-(d_self**2) / (2.0 * bandwidth**2))
+    lam = np.linalg.eigvalsh(k / n)
+    lam = lam[lam > 1e-12]
+    return float(np.exp(-np.sum(lam * np.log(lam))))
+
+
+def mean_pairwise_distance(x: np.ndarray, *, d_self: np.ndarray | None = None) -> float:
+    """Mean distance between distinct samples."""
+    if d_self is None:
+        d_self = pairwise_distances(_as2d(x, "x"))
+    n = d_self.shape[0]
+    return float(d_self.sum() / (n * (n - 1))) if n > 1 else 0.0
+
+
+def near_duplicate_rate(x: np.ndarray, eps: float, *, d_self: np.ndarray | None = None) -> float:
+    """Share of samples whose nearest other sample is closer than ``eps`` (birthday paradox)."""
+    if d_self is None:
+        d_self = pairwise_distances(_as2d(x, "x"))
+    n = d_self.shape[0]
+    if n < 2:
+        return 0.0
+    nn = knn_radii(d_self, 1)
+    return float(np.mean(nn < eps))

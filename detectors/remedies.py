@@ -1,0 +1,85 @@
+"""Suggested remedies, each with the paper or report to read (see DESIGN.md, "Remedies")."""
+
+from __future__ import annotations
+
+from .findings import Remedy
+
+__all__ = [
+    "DIVERGENCE",
+    "NONFINITE",
+    "VANISHING",
+    "EXPLODING",
+    "DISCRIMINATOR_WINS",
+    "MODE_COLLAPSE",
+    "OSCILLATION",
+]
+
+_ROLLBACK = Remedy(
+    "Roll back to the last good checkpoint and skip the data batches around the spike",
+    "Chowdhery et al. 2022, PaLM (Sec. 5.1)",
+)
+_EPS = Remedy(
+    "Lower Adam's epsilon (e.g. 1e-8 instead of 1e-6) and check the learning-rate warm-up",
+    "OLMo 2 (Team OLMo 2024), 2 OLMo 2 Furious",
+)
+_ZCLIP = Remedy(
+    "Clip gradients adaptively: clip when the gradient norm's EMA z-score exceeds ~2.5",
+    "Kumar et al. 2025, ZClip: Adaptive Spike Mitigation for LLM Pre-Training",
+)
+_NS = Remedy(
+    "Use the non-saturating generator loss (maximise log D(G(z)))",
+    "Goodfellow et al. 2014, Generative Adversarial Nets",
+)
+_SMOOTH = Remedy(
+    "One-sided label smoothing: train D on real labels 0.9 instead of 1",
+    "Salimans et al. 2016, Improved Techniques for Training GANs",
+)
+_SN = Remedy(
+    "Spectral normalisation of the discriminator's layers",
+    "Miyato et al. 2018, Spectral Normalization for GANs",
+)
+_TTUR = Remedy(
+    "Two time-scale update rule: separate learning rates for D and G (e.g. D 4e-4, G 1e-4)",
+    "Heusel et al. 2017, GANs Trained by a Two Time-Scale Update Rule",
+)
+_R1 = Remedy(
+    "R1 gradient penalty on real data for the discriminator",
+    "Mescheder et al. 2018, Which Training Methods for GANs do actually Converge?",
+)
+_WGANGP = Remedy(
+    "Wasserstein loss with gradient penalty, which keeps G's gradients useful when D is strong",
+    "Gulrajani et al. 2017, Improved Training of Wasserstein GANs",
+)
+_AB = Remedy(
+    "A perfect discriminator makes the generator's gradients vanish; weaken D or add noise",
+    "Arjovsky & Bottou 2017, Towards Principled Methods for Training GANs",
+)
+
+NONFINITE = (_ROLLBACK, _EPS, _ZCLIP)
+DIVERGENCE = (_ROLLBACK, _EPS, _ZCLIP)
+OSCILLATION = (_TTUR, _R1, _SN)
+EXPLODING = (_ZCLIP, _ROLLBACK, _EPS)
+VANISHING = (
+    _NS,
+    _AB,
+    _WGANGP,
+    Remedy(
+        "Check each layer's update/weight ratio (healthy is around 1e-3); "
+        "revisit initialisation and normalisation",
+        "Karpathy, CS231n notes: Neural Networks Part 3",
+    ),
+)
+DISCRIMINATOR_WINS = (_NS, _SMOOTH, _SN, _TTUR, _R1)
+MODE_COLLAPSE = (
+    Remedy(
+        "Minibatch discrimination or feature matching",
+        "Salimans et al. 2016, Improved Techniques for Training GANs",
+    ),
+    Remedy("Unrolled GAN: unroll the discriminator a few steps", "Metz et al. 2017, Unrolled GANs"),
+    Remedy("PacGAN: let D judge packs of samples", "Lin et al. 2018, PacGAN"),
+    _WGANGP,
+    Remedy(
+        "Minibatch standard-deviation layer in the discriminator",
+        "Karras et al. 2018, Progressive Growing of GANs",
+    ),
+)

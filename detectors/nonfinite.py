@@ -8,12 +8,13 @@ that went non-finite has produced ``resolve_after`` finite values in a row.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from . import remedies
-from .base import Detector, as_arrays, check_int, fmt, run_lengths
+from .base import Detector, as_arrays, check_int, fmt
 from .findings import DetectorStatus, Finding
 
 __all__ = ["NonFiniteDetector"]
@@ -57,55 +58,48 @@ class NonFiniteDetector(Detector):
 
     def update(self, series: str, steps: Any, values: Any) -> list[Finding]:
         """Consume new points of one series; returns findings (usually none)."""
-        s, v = as_arrays(steps, values)
-        n = v.size
-        if n == 0:
+        return self.update_many({series: (steps, values)})
+
+    def update_many(self, batch: Mapping[str, tuple[Any, Any]]) -> list[Finding]:
+        """Consume new points of several series at once, in step order across series."""
+        clean = {}
+        for name, (steps, values) in batch.items():
+            s, v = as_arrays(steps, values)
+            if s.size:
+                clean[name] = (s, v)
+                self.points += int(s.size)
+        if not clean:
             return []
-        self.points += n
-        finite = np.isfinite(v)
-        all_finite = bool(finite.all())
+        finite = {name: np.isfinite(v) for name, (_, v) in clean.items()}
+        if not self.firing and all(f.all() for f in finite.values()):
+            for name, (_, v) in clean.items():
+                self.last_finite[name] = float(v[-1])
+            return []
+        # slow path (something is or was non-finite): walk the points in step order
+        names = list(clean)
+        who = np.concatenate([np.full(clean[n][0].size, i) for i, n in enumerate(names)])
+        steps = np.concatenate([clean[n][0] for n in names])
+        values = np.concatenate([clean[n][1] for n in names])
+        fin = np.concatenate([finite[n] for n in names])
+        order = np.argsort(steps, kind="stable")
+        bad_total = int((~fin).sum())
         out: list[Finding] = []
-        if all_finite and not self.firing:
-            self.last_finite[series] = float(v[-1])
-            return out
-        pos = 0
-        while pos < n:
-            fin = finite[pos:]
-            if not self.firing:
-                bad = np.flatnonzero(~fin)
-                if bad.size == 0:
-                    break
-                j = pos + int(bad[0])
-                if j > pos:
-                    self.last_finite[series] = float(v[j - 1])
-                out.append(self._fire(series, int(s[j]), float(v[j]), int((~finite[j:]).sum())))
-                self.finite_runs = {series: 0}
-                pos = j + 1
-                continue
-            if series not in self.finite_runs:
-                bad = np.flatnonzero(~fin)
-                if bad.size == 0:
-                    break
-                self.nonfinite_count += int(bad.size)
-                self.finite_runs[series] = 0
-                pos += int(bad[0]) + 1
-                continue
-            others_ok = all(
-                r >= self.resolve_after for k, r in self.finite_runs.items() if k != series
-            )
-            runs = run_lengths(fin, self.finite_runs[series])
-            if not others_ok:
-                self.finite_runs[series] = int(runs[-1])
-                break
-            hits = np.flatnonzero(runs >= self.resolve_after)
-            if hits.size == 0:
-                self.finite_runs[series] = int(runs[-1])
-                break
-            i = pos + int(hits[0])
-            out.append(self._resolve(series, int(s[i])))
-            pos = i + 1
-        if finite[-1]:
-            self.last_finite[series] = float(v[-1])
+        for k in order.tolist():
+            name = names[who[k]]
+            if fin[k]:
+                self.last_finite[name] = float(values[k])
+                if self.firing and name in self.finite_runs:
+                    self.finite_runs[name] += 1
+                    if self.finite_runs[name] == self.resolve_after and all(
+                        r >= self.resolve_after for r in self.finite_runs.values()
+                    ):
+                        out.append(self._resolve(name, int(steps[k])))
+            elif not self.firing:
+                out.append(self._fire(name, int(steps[k]), float(values[k]), bad_total))
+                self.finite_runs = {name: 0}
+            else:
+                self.nonfinite_count += 1
+                self.finite_runs[name] = 0
         return out
 
     def _fire(self, series: str, step: int, value: float, count: int) -> Finding:

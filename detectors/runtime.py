@@ -298,19 +298,19 @@ class DetectorSuite:
         on = cfg.is_enabled
         grads: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
         role_data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        watched: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, (s, v) in clean.items():
             gn = parse_grad_norm(name)
             role = role_of.get(name)
             if gn is not None:
                 grads.setdefault(gn[0], {})[gn[1]] = (s, v)
-                if on("nonfinite"):
-                    out += self._nonfinite.update(name, s, v)
+                watched[name] = (s, v)
                 if gn[1] == "total" and cfg.spike_grad_norms and on("spike"):
                     out += self._get("spike", name).update(s, v)
                 continue
             loss = self._is_loss(name, role)
-            if (loss or role) and on("nonfinite"):
-                out += self._nonfinite.update(name, s, v)
+            if loss or role:
+                watched[name] = (s, v)
             if loss:
                 if on("spike"):
                     out += self._get("spike", name).update(s, v)
@@ -320,6 +320,8 @@ class DetectorSuite:
                 role_data[role] = (s, v)
                 if role in ("loss_d", "loss_g") and on("oscillation"):
                     out += self._get("oscillation", name).update(s, v)
+        if watched and on("nonfinite"):
+            out += self._nonfinite.update_many(watched)
         if on("gradients"):
             for module, norms in grads.items():
                 out += self._get("gradients", module).update(norms)

@@ -1,0 +1,227 @@
+"""Exact alarm steps on seeded synthetic streams, and silence on healthy ones."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from streams import feed, healthy_loss
+
+from stethoscope.detectors import (
+    DetectorSuite,
+    DriftDetector,
+    GANBalanceDetector,
+    GradientDetector,
+    NonFiniteDetector,
+    OscillationDetector,
+    SpikeDetector,
+)
+
+
+def test_nan_fires_critical_at_its_step_and_resolves_after_finite_stretch():
+    t = np.arange(2000)
+    loss = healthy_loss(2000, seed=0)
+    loss[1234] = np.nan
+    det = NonFiniteDetector()
+    found = []
+    for a in range(0, 2000, 100):
+        found += det.update("loss_D", t[a : a + 100], loss[a : a + 100])
+    assert [(f.status, f.step) for f in found] == [("firing", 1234), ("resolved", 1284)]
+    fire = found[0]
+    assert (fire.kind, fire.key, fire.severity, fire.subject) == (
+        "divergence", "divergence/nonfinite", "critical", "loss_D")
+    assert "loss_D" in fire.message and "1234" in fire.message and "NaN" in fire.message
+    assert math.isnan(fire.evidence["value"])
+    assert fire.evidence["last_finite_value"] == pytest.approx(loss[1233])
+
+
+def test_inf_in_a_gradient_norm_keeps_firing_until_every_series_is_finite_again():
+    det = NonFiniteDetector(resolve_after=10)
+    t = np.arange(100)
+    g = np.ones(100)
+    g[20] = np.inf
+    loss = np.ones(100)
+    loss[25:40] = np.nan
+    found = det.update_many({"grad_norm/G/total": (t, g), "loss": (t, loss)})
+    assert [(f.status, f.step, f.subject) for f in found] == [
+        ("firing", 20, "grad_norm/G/total"), ("resolved", 49, "loss")]
+    assert det.update("loss", [100], [np.nan])[0].status == "firing"
+    assert "+Inf" in found[0].message
+
+
+def test_spike_at_known_step_is_critical_then_resolves():
+    t = np.arange(3000)
+    loss = healthy_loss(3000, seed=1)
+    loss[1500] *= 8
+    found = feed(SpikeDetector("loss"), t, loss)
+    assert [(f.step, f.severity, f.status) for f in found] == [
+        (1500, "critical", "firing"), (1550, "critical", "resolved")]
+    assert found[0].key == "divergence/spike:loss"
+    assert found[0].evidence["ratio_to_median"] > 5
+
+
+def test_moderate_spike_is_a_warning_only():
+    t = np.arange(3000)
+    loss = healthy_loss(3000, seed=2)
+    loss[1500] *= 1.9
+    found = feed(SpikeDetector("loss"), t, loss)
+    assert [(f.step, f.severity, f.status) for f in found] == [
+        (1500, "warning", "firing"), (1550, "warning", "resolved")]
+    assert 6 < found[0].evidence["z"] < 10
+
+
+def test_warning_escalates_to_critical_on_a_larger_spike():
+    t = np.arange(600)
+    loss = healthy_loss(600, seed=2, noise=0.05)
+    loss[300] *= 1.5
+    loss[310] *= 10
+    found = feed(SpikeDetector("loss"), t, loss)
+    assert [(f.step, f.severity, f.status) for f in found] == [
+        (300, "warning", "firing"), (310, "critical", "firing"), (360, "critical", "resolved")]
+
+
+def test_results_do_not_depend_on_batching():
+    t = np.arange(3000)
+    loss = healthy_loss(3000, seed=1)
+    loss[[700, 1500]] *= 8
+    a = feed(SpikeDetector("loss"), t, loss, size=1)
+    b = feed(SpikeDetector("loss"), t, loss, size=997)
+    assert a == b and len(a) == 4
+
+
+def test_spike_detector_uses_raw_values_for_series_that_go_negative():
+    rng = np.random.default_rng(3)
+    t = np.arange(1000)
+    critic = -1.0 + 0.1 * rng.standard_normal(1000)
+    critic[800] = 2.0
+    det = SpikeDetector("loss_critic")
+    found = feed(det, t, critic)
+    assert not det.log_mode
+    assert [(f.step, f.severity) for f in found if f.status == "firing"] == [(800, "critical")]
+
+
+def test_exponential_blow_up_fires_drift_soon_after_onset():
+    t = np.arange(6000)
+    loss = healthy_loss(6000, seed=3)
+    loss[3000:] *= np.exp(0.01 * np.arange(3000))
+    found = feed(DriftDetector("loss"), t, loss)
+    assert [(f.step, f.status) for f in found] == [(3050, "firing")]
+    assert found[0].key == "divergence/drift:loss"
+
+
+def test_drift_becomes_critical_when_far_above_the_median():
+    t = np.arange(1000)
+    loss = healthy_loss(1000, seed=4, noise=0.02)
+    loss[500:] *= np.exp(0.5 * np.arange(500))
+    found = feed(DriftDetector("loss"), t, loss)
+    assert found[0].severity == "critical"
+    assert found[0].evidence["ratio_to_median"] > 5
+
+
+def test_growing_oscillation_fires_once():
+    rng = np.random.default_rng(0)
+    t = np.arange(2000)
+    amp = np.where(t < 1000, 0.05, 0.05 * 1.004 ** (t - 1000))
+    loss = 1.0 + amp * rng.standard_normal(2000)
+    found = feed(OscillationDetector("loss_G"), t, loss)
+    assert [(f.step, f.status) for f in found] == [(1499, "firing")]
+
+
+def _grad_streams(n=1000, seed=4):
+    rng = np.random.default_rng(seed)
+    s = np.arange(n)
+    norms = {f"main.{i}.weight": np.exp(0.2 * rng.standard_normal(n)) * (i + 1) for i in range(4)}
+    return s, norms
+
+
+def _feed_grads(det, s, norms, size=50):
+    out = []
+    for a in range(0, s.size, size):
+        out += det.update({k: (s[a : a + size], v[a : a + size]) for k, v in norms.items()})
+    return out
+
+
+def test_vanishing_gradients_in_first_layer_named_at_exact_step():
+    s, norms = _grad_streams()
+    norms["main.0.weight"] = norms["main.0.weight"] * np.where(
+        s < 500, 1.0, np.exp(-(s - 500) / 20))
+    found = _feed_grads(GradientDetector("G"), s, norms)
+    assert [(f.kind, f.step, f.subject, f.status) for f in found] == [
+        ("vanishing_gradients", 631, "G/main.0.weight", "firing")]
+    f = found[0]
+    assert f.key == "vanishing_gradients/G" and f.severity == "warning"
+    assert f.evidence["first_last_ratio"] < 1e-3
+    assert "main.0.weight" in f.message
+
+
+def test_vanishing_resolves_when_gradients_come_back():
+    s, norms = _grad_streams()
+    norms["main.0.weight"] = norms["main.0.weight"] * np.where((s >= 300) & (s < 600), 1e-6, 1)
+    found = _feed_grads(GradientDetector("G"), s, norms)
+    assert [(f.step, f.status) for f in found] == [(319, "firing"), (619, "resolved")]
+
+
+def test_exploding_total_norm_fires_after_patience():
+    s, norms = _grad_streams()
+    norms["total"] = np.where(s < 700, 3.0, 3000.0)
+    found = _feed_grads(GradientDetector("G"), s, norms)
+    assert [(f.kind, f.step, f.subject, f.severity) for f in found] == [
+        ("exploding_gradients", 702, "G/total", "critical")]
+
+
+def test_healthy_gradients_stay_silent():
+    s, norms = _grad_streams(n=5000, seed=9)
+    assert _feed_grads(GradientDetector("G"), s, norms) == []
+
+
+def test_discriminator_winning_by_loss_only():
+    t = np.arange(600)
+    loss_d = np.where(t < 300, 1.3, 0.01)
+    loss_g = np.where(t < 300, 0.8, 5.0)
+    found = GANBalanceDetector().update(t, loss_d=loss_d, loss_g=loss_g)
+    assert [(f.step, f.status) for f in found] == [(445, "firing")]
+    f = found[0]
+    assert f.key == "discriminator_wins" and "rising" in f.message
+    assert {r.citation.split(",")[0] for r in f.remedies} >= {
+        "Salimans et al. 2016", "Miyato et al. 2018", "Heusel et al. 2017",
+        "Mescheder et al. 2018"}
+
+
+def test_balance_ignores_logits_and_negative_losses():
+    t = np.arange(600)
+    det = GANBalanceDetector()
+    found = det.update(t, d_real=np.full(600, 5.0), d_fake=np.full(600, -5.0),
+                       loss_d=np.full(600, -3.0))
+    assert found == []
+    assert det.status().state == "unavailable"
+    assert "logits" in det.status().reason
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_no_false_alarm_on_long_healthy_runs(seed):
+    """Noisy decreasing losses, GAN-like losses and gradient norms through the whole suite."""
+    n = 12000
+    rng = np.random.default_rng(100 + seed)
+    t = np.arange(n)
+    series = {
+        "loss": healthy_loss(n, seed, noise=(0.05, 0.1, 0.2, 0.3, 0.15)[seed]),
+        "val/loss": healthy_loss(n, seed + 50, noise=0.02),
+        "loss_D": 1.2 * np.exp(0.2 * rng.standard_normal(n)),
+        "loss_G": (1 + 0.5 * t / n) * np.exp(0.3 * rng.standard_normal(n)),
+        "D_x": np.clip(0.6 + 0.1 * rng.standard_normal(n), 0, 1),
+        "D_G_z1": np.clip(0.4 + 0.1 * rng.standard_normal(n), 0, 1),
+    }
+    for i in range(4):
+        series[f"grad_norm/G/l{i}.weight"] = (1 + i) * np.exp(0.3 * rng.standard_normal(n))
+    series["grad_norm/G/total"] = sum(
+        v for k, v in series.items() if k.startswith("grad_norm/"))
+    suite = DetectorSuite()
+    found = []
+    for a in range(0, n, 250):
+        found += suite.update_scalars({k: (t[a : a + 250], v[a : a + 250])
+                                       for k, v in series.items()})
+    assert found == []
+    states = {s.name: s.state for s in suite.health()}
+    assert states["balance"] == "ok" and states["gradients:G"] == "ok"
+    assert states["spike:loss"] == "ok" and states["drift:loss_G"] == "ok"

@@ -10,7 +10,7 @@ import math
 import numbers
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from .wire import RESERVED_PREFIX, SERIES_NAME_RE
 __all__ = ["Drained", "Recorder"]
 
 Warn = Callable[[str, str], None]  # (once-key, message)
+_PLAIN = frozenset((float, int))
 
 
 class _Series:
@@ -69,7 +70,7 @@ class Recorder:
         self._max_embeddings = max_pending_embeddings
         self._wake = wake
         self._warn = warn
-        self._series: dict[str, _Series] = {}
+        self._records: list[tuple[int, dict[str, Any]]] = []
         self._points = 0
         self._woken = False
         self._grads_ready: list[tuple[int, str, tuple[str, ...], Any]] = []
@@ -87,9 +88,17 @@ class Recorder:
     def last_step(self) -> int | None:
         return self._last_step
 
-    def add_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-        """Record ``scalars`` at ``step`` (already a validated non-negative int)."""
-        tensor_type = None
+    def add_scalars(self, step: int, scalars: dict[str, Any]) -> None:
+        """Record ``scalars`` at ``step`` (already a validated non-negative int).
+
+        Fast path (only Python floats/ints under already-seen names): one list append of the
+        call's own kwargs dict. Otherwise values are checked one by one: tensors are detached
+        (so no autograd graph is kept alive), numpy and other numbers converted, the rest
+        dropped with one warning per name.
+        """
+        if not (set(map(type, scalars.values())) <= _PLAIN and scalars.keys() <= self._good_names):
+            scalars = self._slow_values(scalars)
+        n = len(scalars)
         with self._lock:
             self._last_step = step
             self._log_serial += 1
@@ -97,44 +106,44 @@ class Recorder:
                 for _est, prefix, names, tensor in self._grads_pending.values():
                     self._grads_ready.append((step, prefix, names, tensor))
                 self._grads_pending.clear()
-            for name, value in scalars.items():
-                if name not in self._good_names and not self._check_name(name):
-                    continue
-                if self._points >= self._max_points:
-                    self.dropped_points += 1
-                    continue
-                series = self._series.get(name)
-                if series is None:
-                    series = self._series[name] = _Series()
-                t = type(value)
-                if t is float or t is int:
-                    series.steps.append(step)
-                    series.values.append(value)
-                else:
-                    if tensor_type is None:
-                        tensor_type = _torch_tensor_type() or ()
-                    if tensor_type and isinstance(value, tensor_type):
-                        if value.numel() != 1 or value.is_complex():
-                            self._warn(
-                                "value:" + name,
-                                f"log(): {name!r} is a tensor of shape {tuple(value.shape)} and "
-                                f"dtype {value.dtype}; only one-element real tensors are "
-                                "scalars. Dropped (reduce it first, e.g. .mean()).",
-                            )
-                            continue
-                        value = value.detach()
-                        series.tsteps.append(step)
-                        series.tensors.append((value, value._version))
-                    else:
-                        f = self._to_float(name, value)
-                        if f is None:
-                            continue
-                        series.steps.append(step)
-                        series.values.append(f)
-                self._points += 1
+            if self._points + n > self._max_points:
+                self.dropped_points += n
+                return
+            if n:
+                self._records.append((step, scalars))
+                self._points += n
             if self._points >= self._flush_points and not self._woken:
                 self._woken = True
                 self._wake()
+
+    def _slow_values(self, scalars: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        tensor_type: Any = None
+        for name, value in scalars.items():
+            if name not in self._good_names and not self._check_name(name):
+                continue
+            t = type(value)
+            if t is float or t is int:
+                out[name] = value
+                continue
+            if tensor_type is None:
+                tensor_type = _torch_tensor_type() or ()
+            if tensor_type and isinstance(value, tensor_type):
+                if value.numel() != 1 or value.is_complex():
+                    self._warn(
+                        "value:" + name,
+                        f"log(): {name!r} is a tensor of shape {tuple(value.shape)} and "
+                        f"dtype {value.dtype}; only one-element real tensors are "
+                        "scalars. Dropped (reduce it first, e.g. .mean()).",
+                    )
+                    continue
+                value = value.detach()
+                out[name] = (value, value._version)
+            else:
+                f = self._to_float(name, value)
+                if f is not None:
+                    out[name] = f
+        return out
 
     def _check_name(self, name: str) -> bool:
         if SERIES_NAME_RE.match(name) and not name.startswith(RESERVED_PREFIX):
@@ -203,8 +212,9 @@ class Recorder:
     def drain(self, final: bool = False) -> Drained:
         """Take everything recorded; with ``final`` also the not-yet-labelled gradient norms."""
         with self._lock:
-            out = Drained(self._series, self._grads_ready, self._embeddings, self._points)
-            self._series = {}
+            records = self._records
+            out = Drained({}, self._grads_ready, self._embeddings, self._points)
+            self._records = []
             self._grads_ready = []
             self._embeddings = []
             self._points = 0
@@ -214,6 +224,18 @@ class Recorder:
             for _est, _prefix, names, _t in self._grads_pending.values():
                 self._points += len(names) + 1
             self._woken = False
+        series = out.series
+        for step, values in records:
+            for name, value in values.items():
+                entry = series.get(name)
+                if entry is None:
+                    entry = series[name] = _Series()
+                if type(value) is tuple:
+                    entry.tsteps.append(step)
+                    entry.tensors.append(value)
+                else:
+                    entry.steps.append(step)
+                    entry.values.append(value)
         return out
 
 

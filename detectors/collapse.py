@@ -56,6 +56,9 @@ class CollapseDetector(Detector):
     max_samples
         Cap on the size of each of R1, R2 and the generated subsample (default 512); bounds the
         cost at O(max_samples^2 d).
+    vendi_samples
+        Cap on the samples whose Vendi scores are compared (default 256): the eigenvalue
+        decomposition costs O(n^3), so fake and real are both cut to this size.
     bandwidth_scale
         RBF bandwidth as a multiple of the reals' median pairwise distance (default 0.5).
     duplicate_fraction
@@ -95,6 +98,7 @@ class CollapseDetector(Detector):
         patience: int = 2,
         warmup: int = 3,
         max_samples: int = 512,
+        vendi_samples: int = 256,
         bandwidth_scale: float = 0.5,
         duplicate_fraction: float = 0.1,
         seed: int = 0,
@@ -106,6 +110,7 @@ class CollapseDetector(Detector):
         self.patience = patience
         self.warmup = warmup
         self.max_samples = max_samples
+        self.vendi_samples = vendi_samples
         self.bandwidth_scale = bandwidth_scale
         self.duplicate_fraction = duplicate_fraction
         self.seed = seed
@@ -115,6 +120,7 @@ class CollapseDetector(Detector):
         check_int("patience", patience, 1)
         check_int("warmup", warmup, 0)
         check_int("max_samples", max_samples, 2 * (max(k_coverage, k_recall) + 1))
+        check_int("vendi_samples", vendi_samples, 2)
         check_float("bandwidth_scale", bandwidth_scale, 0.0, low_open=True)
         check_float("duplicate_fraction", duplicate_fraction, 0.0, 1.0)
         check_int("seed", seed, 0)
@@ -224,8 +230,9 @@ class CollapseDetector(Detector):
         kr = min(self.k_recall, s - 1)
         rec = metrics._recall(metrics.knn_radii(dff, kr), df1)
         rec_ref = metrics._recall(metrics.knn_radii(d22, kr), d21)
-        v_f = metrics.vendi_score(f, bw, d_self=dff)
-        v_r = metrics.vendi_score(r2, bw, d_self=d22)
+        nv = min(s, self.vendi_samples)  # same n for both: the Vendi score grows with n
+        v_f = metrics.vendi_score(f[:nv], bw, d_self=dff[:nv, :nv])
+        v_r = metrics.vendi_score(r2[:nv], bw, d_self=d22[:nv, :nv])
         mpd_f = metrics.mean_pairwise_distance(f, d_self=dff)
         mpd_r = metrics.mean_pairwise_distance(r2, d_self=d22)
         eps = self.duplicate_fraction * float(np.median(metrics.knn_radii(d11, 1)))
@@ -265,7 +272,8 @@ class CollapseDetector(Detector):
         bw = self.bandwidth if math.isfinite(self.bandwidth) else (
             self.bandwidth_scale * self.spread_max)
         bw = max(bw, 1e-12)
-        v_f = metrics.vendi_score(f, bw, d_self=dff)
+        nv = min(f.shape[0], self.vendi_samples)
+        v_f = metrics.vendi_score(f[:nv], bw, d_self=dff[:nv, :nv])
         mpd_f = metrics.mean_pairwise_distance(f, d_self=dff)
         best_v = max(self.best_vendi, v_f)
         best_d = max(self.best_distance, mpd_f)

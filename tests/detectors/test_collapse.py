@@ -1,0 +1,129 @@
+"""Mode collapse on the 2-D ring of 8 Gaussians and in 512 dimensions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from streams import RING_CENTRES, ring
+
+from stethoscope.detectors import (
+    CollapseDetector,
+    coverage,
+    mean_pairwise_distance,
+    near_duplicate_rate,
+    recall,
+    vendi_score,
+)
+
+ALL = np.arange(8)
+
+
+def modes_captured(x: np.ndarray, std: float = 0.02) -> int:
+    """Ground truth: a mode is captured when high-quality samples (within 3 std) land on it."""
+    d = np.linalg.norm(x[:, None, :] - RING_CENTRES[None], axis=2)
+    near = d.min(axis=1) <= 3 * std
+    return int(np.unique(d.argmin(axis=1)[near]).size)
+
+
+def test_ring_centres_are_distinct():
+    assert np.unique(np.round(RING_CENTRES, 6), axis=0).shape[0] == 8
+
+
+def run(schedule, n=2500, seed=0, with_real=True, **kw):
+    det = CollapseDetector(**kw)
+    found = []
+    for i, modes in enumerate(schedule):
+        fake = ring(n, modes, seed=seed * 1000 + i)
+        real = ring(n, ALL, seed=seed * 1000 + 500 + i) if with_real else None
+        found += det.update(200 * i, fake, real=real)
+    return det, found
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_no_alarm_when_samples_cover_all_eight_modes(seed):
+    det, found = run([ALL] * 10, seed=seed)
+    assert found == []
+    assert modes_captured(ring(2500, ALL, seed)) == 8
+    m = det.last_metrics
+    assert m["coverage_ratio"] > 0.9 and m["recall_ratio"] > 0.9 and m["vendi_ratio"] > 0.9
+
+
+@pytest.mark.parametrize("modes", [[0], [3, 4], [0, 4]])
+def test_collapse_to_one_or_two_modes_fires_on_second_collapsed_evaluation(modes):
+    assert modes_captured(ring(2500, modes, 9)) == len(modes)
+    schedule = [ALL] * 5 + [modes] * 4
+    det, found = run(schedule)
+    assert [(f.kind, f.key, f.step, f.status) for f in found] == [
+        ("mode_collapse", "mode_collapse", 1200, "firing")]
+    f = found[0]
+    assert f.evidence["coverage_ratio"] < 0.5 and f.evidence["recall_ratio"] < 0.5
+    assert f.evidence["reference_is_real"] == 1.0
+    assert "Coverage" in f.message and "Vendi" in f.message
+
+
+def test_collapse_resolves_when_diversity_recovers():
+    det, found = run([ALL] * 4 + [[0]] * 3 + [ALL] * 3)
+    assert [(f.step, f.status) for f in found] == [(1000, "firing"), (1600, "resolved")]
+
+
+def test_no_alarm_during_warm_up_even_if_collapsed_from_the_start():
+    det, found = run([[0]] * 3, warmup=3)
+    assert found == []
+    assert det.status().state == "waiting"
+    det, found = run([[0]] * 5, warmup=3)
+    assert [f.step for f in found] == [800]
+
+
+def test_without_reals_judges_against_own_history_with_lower_confidence():
+    det, found = run([ALL] * 5 + [[0]] * 3, with_real=False)
+    assert [(f.step, f.severity) for f in found] == [(1200, "warning")]
+    f = found[0]
+    assert f.evidence["reference_is_real"] == 0.0
+    assert "lower confidence" in f.message
+    assert "own history" in det.status().reason
+
+
+def test_high_dimensional_collapse():
+    rng = np.random.default_rng(0)
+    det = CollapseDetector(warmup=1)
+    found = []
+    for i in range(6):
+        real = rng.standard_normal((512, 512))
+        if i < 3:
+            fake = rng.standard_normal((512, 512))
+        else:  # a handful of modes with tiny spread
+            fake = rng.standard_normal((3, 512))[rng.integers(0, 3, 512)]
+            fake = fake + 0.05 * rng.standard_normal((512, 512))
+        found += det.update(i, fake, real=real)
+    assert [(f.step, f.severity) for f in found] == [(4, "critical")]
+    assert found[0].evidence["vendi_ratio"] < 0.1
+
+
+def test_last_metrics_hold_signals_and_shapes_are_checked():
+    det = CollapseDetector()
+    det.update(0, ring(300, ALL, 1), real=ring(300, ALL, 2))
+    assert {"coverage", "recall", "vendi_ratio", "distance_ratio", "duplicate_rate"} <= set(
+        det.last_metrics)
+    with pytest.raises(ValueError, match="2-D"):
+        det.update(1, np.zeros(10))
+    with pytest.raises(ValueError, match="same dimension"):
+        det.update(1, np.zeros((20, 2)), real=np.zeros((20, 3)))
+    assert det.update(2, np.zeros((3, 2))) == []
+    assert "too small" in det.last_reason
+
+
+# ---------------------------------------------------------------------------- pure metrics
+def test_metrics_on_identical_and_collapsed_distributions():
+    r = ring(400, ALL, 1)
+    f = ring(400, ALL, 2)
+    c = ring(400, [0], 3)
+    assert coverage(r, f, k=5) > 0.9 and coverage(r, c, k=5) < 0.2
+    assert recall(r, f, k=3) > 0.9 and recall(r, c, k=3) < 0.2
+    bw = 1.3
+    assert vendi_score(c, bw) < 1.1 < 4 < vendi_score(f, bw) <= 8.5
+    assert mean_pairwise_distance(c) < 0.1 * mean_pairwise_distance(f)
+    assert near_duplicate_rate(np.repeat(f[:10], 2, axis=0), 1e-9) == 1.0
+    with pytest.raises(ValueError, match="bandwidth"):
+        vendi_score(f, 0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        coverage(np.full((10, 2), np.nan), f)

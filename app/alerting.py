@@ -76,6 +76,7 @@ class AlertManager:
         self._clock = clock
         self._lock = threading.Lock()
         self._firing: dict[str, dict[str, AlertRecord]] = {}
+        self._written_at: dict[int, float] = {}  # alert id -> clock time of its last write
         self.listeners: list[Callable[[AlertRecord], None]] = []
 
     def _firing_for(self, run: str) -> dict[str, AlertRecord]:
@@ -101,11 +102,14 @@ class AlertManager:
             if not changes:
                 return []
             records = self.store.apply_alert_changes(changes)
+            written = self._clock()
             for record in records:
                 if record.status == "firing":
                     firing[record.key] = record
+                    self._written_at[record.id] = written
                 else:
                     firing.pop(record.key, None)
+                    self._written_at.pop(record.id, None)
         for record in records:
             for listener in self.listeners:
                 listener(record)
@@ -139,7 +143,7 @@ class AlertManager:
                     planned[finding.key] = self._change(run, finding, None, "firing")
                 continue
             escalates = SEVERITY_RANK[finding.severity] > SEVERITY_RANK[current.severity]
-            due = now - current.updated_at >= self.update_interval
+            due = now - self._written_at.get(current.id, -float("inf")) >= self.update_interval
             if escalates or (due and pending is None):
                 severity = max(
                     finding.severity, current.severity, key=SEVERITY_RANK.__getitem__

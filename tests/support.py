@@ -65,3 +65,57 @@ def start_server(db_path: Path, *, ui: bool = True) -> tuple[LiveServer, object,
 def stop_server(server: object, thread: threading.Thread) -> None:
     server.should_exit = True  # type: ignore[attr-defined]
     thread.join(timeout=30)
+
+
+class ResponseDroppingProxy:
+    """A loopback HTTP proxy that forwards requests but drops the first N batch responses.
+
+    The server stores each dropped batch, yet the client sees the connection close without an
+    answer and must retry: exactly the case idempotent batch ids exist for.
+    """
+
+    def __init__(self, upstream: str, drop: int = 1) -> None:
+        import http.server
+
+        self.upstream = upstream
+        self.remaining = drop
+        self.dropped: list[str] = []
+        self.forwarded = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                return
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {"content-type": self.headers.get("content-type", "application/json")}
+                with httpx.Client(base_url=proxy.upstream, timeout=30) as client:
+                    answer = client.request(self.command, self.path, content=body, headers=headers)
+                proxy.forwarded += 1
+                if self.path.endswith("/batches") and proxy.remaining > 0:
+                    proxy.remaining -= 1
+                    proxy.dropped.append(self.path)
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.send_response(answer.status_code)
+                self.send_header("content-type", answer.headers.get("content-type", "text/plain"))
+                self.send_header("content-length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = do_PUT = _forward
+
+        port = free_port()
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -9,6 +9,7 @@ nothing is fetched from a CDN.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import dash
@@ -91,7 +92,13 @@ def _add_page_route(fastapi_app: FastAPI, dash_app: dash.Dash) -> None:
         token = set_current_request(request)
         _get_app.app_context.set(dash_app)
         try:
-            dash_app._setup_server()  # noqa: SLF001 -- idempotent; scripts and layout checks
+            # Dash's own hooks, as its middleware runs them for /ui/ itself: set up scripts and,
+            # on the very first request, the pages router whose clientside callback must be
+            # inlined in this very page
+            for hook in dash_app.backend._before_request_funcs:  # noqa: SLF001
+                result = hook()
+                if inspect.isawaitable(result):
+                    await result
             return Response(content=dash_app.index(), media_type="text/html")
         finally:
             reset_current_request(token)

@@ -74,6 +74,17 @@ def classify_series(name: str) -> ChartSlot:
     return ChartSlot("other", _TITLES["other"], name)
 
 
+#: collapse signals drawn at first; the others (absolute Vendi score, reference values, ...) are
+#: one legend click away, so the ratios around 0..1 are not squashed by a series near 5
+COLLAPSE_SHOWN = frozenset({"coverage", "recall", "vendi_ratio"})
+
+
+def shown_by_default(name: str) -> bool:
+    """Whether a series' line is visible when its chart is first drawn."""
+    prefix = "stethoscope/collapse/"
+    return not name.startswith(prefix) or name[len(prefix) :] in COLLAPSE_SHOWN
+
+
 def chart_sort_key(chart: str) -> tuple[int, str]:
     """Sort key of a chart id, so charts keep one order however late they appear."""
     kind, _, sub = chart.partition(":")

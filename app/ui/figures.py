@@ -22,7 +22,13 @@ import numpy as np
 from dash import Patch
 
 from . import theme
-from .data import Projection, nonfinite_points, subsample_rows, to_json_values
+from .data import (
+    Projection,
+    nonfinite_points,
+    shown_by_default,
+    subsample_rows,
+    to_json_values,
+)
 
 SPECIAL_TRACES = 3
 NONFINITE_TRACE, ALERT_TRACE, NONPOSITIVE_TRACE = 0, 1, 2
@@ -32,20 +38,34 @@ _NONFINITE_SYMBOLS = {"NaN": "x", "+Inf": "triangle-up", "-Inf": "triangle-down"
 
 @dataclass(frozen=True)
 class AlertMark:
-    """One alert as marked on the time-series charts."""
+    """One alert as marked on the time-series charts: a triangle and a dotted line where it
+    first fired, and a light band over the steps it has covered since (``first_step..step``)."""
 
+    id: int
+    first_step: int
     step: int
     severity: str
+    status: str
     text: str
+
+    @property
+    def signature(self) -> str:
+        """Changes whenever the drawing of the alert must change."""
+        return f"{self.step}|{self.severity}|{self.status}"
 
 
 def alert_mark(alert: Any) -> AlertMark:
     """An :class:`AlertMark` from an ``AlertRecord`` (or anything with the same fields)."""
-    status = "" if alert.status == "firing" else f" ({alert.status})"
+    first, step = int(alert.first_step), int(alert.step)
+    where = f"step {first}" if first == step else f"steps {first}–{step}"
+    status = "firing" if alert.status == "firing" else alert.status
     return AlertMark(
-        step=int(alert.step),
+        id=int(alert.id),
+        first_step=first,
+        step=step,
         severity=str(alert.severity),
-        text=f"{alert.severity.upper()} {alert.kind}{status} at step {alert.step}<br>"
+        status=str(alert.status),
+        text=f"<b>{alert.severity.upper()} {alert.kind}</b> ({status}), {where}<br>"
         + _wrap(str(alert.message)),
     )
 
@@ -85,10 +105,17 @@ def _marker_trace(name: str, colour: str) -> dict[str, Any]:
 
 
 def series_trace(
-    label: str, index: int, steps: np.ndarray, values: np.ndarray, log_y: bool
+    label: str,
+    index: int,
+    steps: np.ndarray,
+    values: np.ndarray,
+    log_y: bool,
+    *,
+    shown: bool = True,
 ) -> dict[str, Any]:
     """One series as a line trace (non-finite values leave a gap; they get their own markers)."""
     return {
+        "visible": True if shown else "legendonly",
         "type": "scatter",
         "mode": "lines",
         "name": label,
@@ -134,29 +161,48 @@ def nonpositive_marks(label: str, steps: np.ndarray, values: np.ndarray) -> dict
     }
 
 
+def _severity_colour(mark: AlertMark) -> str:
+    return theme.SEVERITY_COLOURS.get(mark.severity, theme.MUTED)
+
+
 def alert_points(marks: Sequence[AlertMark]) -> dict[str, list]:
     return {
-        "x": [m.step for m in marks],
+        "x": [m.first_step for m in marks],
         "y": [ALERT_Y] * len(marks),
         "hovertext": [m.text for m in marks],
         "symbol": ["triangle-down"] * len(marks),
-        "color": [theme.SEVERITY_COLOURS.get(m.severity, theme.MUTED) for m in marks],
+        "color": [_severity_colour(m) for m in marks],
     }
 
 
-def alert_shape(mark: AlertMark) -> dict[str, Any]:
-    colour = theme.SEVERITY_COLOURS.get(mark.severity, theme.MUTED)
-    return {
-        "type": "line",
-        "xref": "x",
-        "yref": "paper",
-        "x0": mark.step,
-        "x1": mark.step,
-        "y0": 0,
-        "y1": 1,
-        "line": {"color": colour, "width": 1.2, "dash": "dot"},
-        "layer": "below",
-    }
+def alert_shapes(mark: AlertMark) -> list[dict[str, Any]]:
+    """The two shapes of one alert: the line at its first step, the band up to its last."""
+    colour = _severity_colour(mark)
+    return [
+        {
+            "type": "line",
+            "xref": "x",
+            "yref": "paper",
+            "x0": mark.first_step,
+            "x1": mark.first_step,
+            "y0": 0,
+            "y1": 1,
+            "line": {"color": colour, "width": 1.2, "dash": "dot"},
+            "layer": "below",
+        },
+        {
+            "type": "rect",
+            "xref": "x",
+            "yref": "paper",
+            "x0": mark.first_step,
+            "x1": mark.step,
+            "y0": 0,
+            "y1": 1,
+            "fillcolor": theme.rgba(colour, 0.10 if mark.status == "firing" else 0.05),
+            "line": {"width": 0},
+            "layer": "below",
+        },
+    ]
 
 
 def _merge_points(trace: dict[str, Any], pts: Mapping[str, list]) -> None:
@@ -183,9 +229,9 @@ def series_figure(
     layout["yaxis"]["type"] = "log" if log_y else "linear"
     if log_y:
         layout["yaxis"]["exponentformat"] = "power"
-        layout["yaxis"]["dtick"] = "D2"  # minor labels at 2 and 5 only
+        layout["yaxis"]["nticks"] = 6  # decades (or 1-2-5) only, not every digit
     layout["yaxis2"] = {"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True}
-    layout["shapes"] = [alert_shape(m) for m in alerts]
+    layout["shapes"] = [shape for m in alerts for shape in alert_shapes(m)]
     nonfinite = _marker_trace("non-finite (NaN/Inf)", theme.NONFINITE_COLOUR)
     alert_tr = _marker_trace("alerts", theme.MUTED)
     nonpos = _marker_trace("≤ 0 (log axis)", theme.NONPOSITIVE_COLOUR)
@@ -193,7 +239,7 @@ def series_figure(
     _merge_points(alert_tr, alert_points(alerts))
     for i, (name, (steps, values)) in enumerate(series.items()):
         label = labels.get(name, name)
-        data.append(series_trace(label, i, steps, values, log_y))
+        data.append(series_trace(label, i, steps, values, log_y, shown=shown_by_default(name)))
         _merge_points(nonfinite, nonfinite_marks(label, steps, values))
         if log_y:
             _merge_points(nonpos, nonpositive_marks(label, steps, values))
@@ -220,11 +266,15 @@ def series_patch(
     *,
     log_y: bool = False,
     alerts: Sequence[AlertMark] = (),
+    updated: Sequence[tuple[int, AlertMark]] = (),
 ) -> tuple[Patch | None, list[str]]:
-    """A :class:`dash.Patch` appending ``new_points`` (and new alert marks) to a chart built by
-    :func:`series_figure` whose series traces are ``trace_names``; a series not yet in the chart
-    is added as a new trace. Returns the patch (None when nothing changes) and the new list of
-    trace names."""
+    """A :class:`dash.Patch` appending ``new_points`` to a chart built by :func:`series_figure`
+    whose series traces are ``trace_names``; a series not yet in the chart is added as a trace.
+
+    ``alerts`` are marks new to the chart, ``updated`` are ``(rank, mark)`` of marks already
+    drawn whose step, severity or status changed (rank: position among the chart's alerts, which
+    are always drawn in order of alert id). Returns the patch (None when nothing changes) and
+    the new list of trace names."""
     patch = Patch()
     names = list(trace_names)
     changed = False
@@ -237,7 +287,9 @@ def series_patch(
             tr["x"].extend(np.asarray(steps).tolist())
             tr["y"].extend(to_json_values(values, log_y=log_y))
         else:
-            patch["data"].append(series_trace(label, len(names), steps, values, log_y))
+            patch["data"].append(
+                series_trace(label, len(names), steps, values, log_y, shown=shown_by_default(name))
+            )
             names.append(name)
         changed = True
         _extend_markers(patch, NONFINITE_TRACE, nonfinite_marks(label, steps, values))
@@ -246,7 +298,14 @@ def series_patch(
     if alerts:
         _extend_markers(patch, ALERT_TRACE, alert_points(alerts))
         for m in alerts:
-            patch["layout"]["shapes"].append(alert_shape(m))
+            patch["layout"]["shapes"].extend(alert_shapes(m))
+        changed = True
+    for rank, m in updated:
+        line, band = alert_shapes(m)
+        patch["layout"]["shapes"][2 * rank] = line
+        patch["layout"]["shapes"][2 * rank + 1] = band
+        patch["data"][ALERT_TRACE]["hovertext"][rank] = m.text
+        patch["data"][ALERT_TRACE]["marker"]["color"][rank] = _severity_colour(m)
         changed = True
     return (patch if changed else None), names
 

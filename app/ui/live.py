@@ -51,7 +51,8 @@ def initial_state(run: str) -> dict[str, Any]:
         "charts": {},  # chart id -> {"traces": [series names], "points": int}
         "order": [],  # chart ids in page order
         "alert_seq": -1,
-        "marked": [],  # "alert_id:step" already marked on the charts
+        "alert_ids": [],  # ids of the alerts marked on the charts, in drawing order
+        "alert_sigs": {},  # alert id -> AlertMark.signature as drawn
         "emb_step": None,
     }
 
@@ -143,24 +144,28 @@ def refresh_run(store: Any, state: Mapping[str, Any] | None, run: str | None = N
     cursors: dict[str, int] = dict(state.get("cursors") or {})
     charts: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (state.get("charts") or {}).items()}
     order: list[str] = list(state.get("order") or [])
-    marked: set[str] = set(state.get("marked") or [])
+    alert_ids: list[int] = list(state.get("alert_ids") or [])
+    sigs: dict[str, str] = dict(state.get("alert_sigs") or {})
 
-    # alerts: refetched only when the run's alert cursor moved
+    # alerts: refetched only when the run's alert cursor moved. Every chart draws them in order
+    # of id, so an alert's rank in ``alert_ids`` addresses its shapes and marker in any chart.
     new_marks: list[figures.AlertMark] = []
+    updated: list[tuple[int, figures.AlertMark]] = []
     all_marks: list[figures.AlertMark] | None = None
-    keep: list[int] = []
     seq = store.alert_cursor(run)
     if seq != state.get("alert_seq"):
         alerts = store.list_alerts(run)
         up.alerts = components.alerts_panel(alerts)
-        all_marks = [figures.alert_mark(a) for a in alerts]
-        for a, m in zip(alerts, all_marks, strict=True):
-            k = f"{a.id}:{a.step}"
-            if k not in marked:
-                marked.add(k)
+        all_marks = sorted((figures.alert_mark(a) for a in alerts), key=lambda m: m.id)
+        for m in all_marks:
+            if m.id not in alert_ids:
+                alert_ids.append(m.id)
                 new_marks.append(m)
-        keep = sorted({s for a in alerts for s in (a.step, a.first_step)})
+            elif sigs.get(str(m.id)) != m.signature:
+                updated.append((alert_ids.index(m.id), m))
+            sigs[str(m.id)] = m.signature
         state["alert_seq"] = seq
+    keep = sorted({s for m in all_marks or () for s in (m.first_step, m.step)})
 
     # series: read only what is newer than the last drawn step of each
     infos = store.list_series(run)
@@ -175,8 +180,10 @@ def refresh_run(store: Any, state: Mapping[str, Any] | None, run: str | None = N
         )
         if info is None or redraw:
             if all_marks is None:
-                all_marks = [figures.alert_mark(a) for a in store.list_alerts(run)]
-                keep = sorted({m.step for m in all_marks})
+                all_marks = sorted(
+                    (figures.alert_mark(a) for a in store.list_alerts(run)), key=lambda m: m.id
+                )
+            keep = sorted({s for m in all_marks for s in (m.first_step, m.step)})
             fig, points = _build_chart(store, run, names, all_marks, keep, cursors)
             up.figures[chart] = fig
             charts[chart] = {"traces": list(names), "points": points}
@@ -193,7 +200,12 @@ def refresh_run(store: Any, state: Mapping[str, Any] | None, run: str | None = N
                 new_points[n] = (s, v)
                 cursors[n] = last_read
         patch, traces = figures.series_patch(
-            info["traces"], new_points, _labels(names), log_y=slot.log_y, alerts=new_marks
+            info["traces"],
+            new_points,
+            _labels(names),
+            log_y=slot.log_y,
+            alerts=new_marks,
+            updated=updated,
         )
         if patch is not None:
             up.figures[chart] = patch
@@ -223,7 +235,7 @@ def refresh_run(store: Any, state: Mapping[str, Any] | None, run: str | None = N
             up.charts = patch
         order = final
 
-    state.update(cursors=cursors, charts=charts, order=order, marked=sorted(marked))
+    state.update(cursors=cursors, charts=charts, order=order, alert_ids=alert_ids, alert_sigs=sigs)
     return up
 
 

@@ -61,6 +61,13 @@ REAL_COLOUR = "#58a6ff"
 FONT = "Inter, 'Segoe UI', system-ui, -apple-system, 'Helvetica Neue', Arial, sans-serif"
 
 
+def rgba(hex_colour: str, alpha: float) -> str:
+    """``#rrggbb`` as a CSS ``rgba()`` with the given opacity."""
+    h = hex_colour.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
 def base_layout(title: str, *, height: int = 320) -> dict[str, Any]:
     """The layout every chart starts from (plain dict, JSON-ready)."""
     return {

@@ -1,28 +1,22 @@
 """The dashboard in a real browser: Debian's Chromium driven by playwright against a real server.
 
-The server is the real one (``create_app`` under uvicorn on a free loopback port); while the
-server core cannot be imported yet (its detectors are still being written), a minimal FastAPI app
-with the same lifespan contract (``state.store`` set at startup) and the dashboard mounted stands
-in. The run is written straight into the store. Skipped when Chromium or
-playwright is missing, except under ``CI=true`` where that is a failure.
+The server is the real one (``create_app`` under uvicorn on a free loopback port, the
+``live_server`` fixture of ``tests/conftest.py``); the run is written straight into its store.
+Skipped when Chromium or playwright is missing, except under ``CI=true`` where that fails.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from stethoscope.app.storage import AlertChange, EmbeddingInput, SQLiteStore
-from tests.support import LiveServer, free_port, require
+from stethoscope.app.storage import AlertChange, EmbeddingInput
+from tests.support import LiveServer, require
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -111,56 +105,6 @@ def fill_run(store: Any) -> None:
     store.upsert_run("an-empty-run")
 
 
-def _minimal_app(db_path: Path) -> Any:
-    from fastapi import FastAPI
-
-    from stethoscope.app.ui import mount_dashboard
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.store = SQLiteStore(db_path)
-        try:
-            yield
-        finally:
-            app.state.store.close()
-            app.state.store = None
-
-    app = FastAPI(lifespan=lifespan)
-    app.state.store = None
-    mount_dashboard(app)
-    return app
-
-
-@pytest.fixture
-def ui_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """A real uvicorn server with the dashboard: ``create_app`` when it imports."""
-    import uvicorn
-
-    port = free_port()
-    db_path = tmp_path / "x.db"
-    try:
-        from stethoscope.app import Settings, create_app
-    except ImportError:
-        app = _minimal_app(db_path)
-    else:
-        app = create_app(Settings(db_path=str(db_path), port=port))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield LiveServer(f"http://127.0.0.1:{port}", db_path, app)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
 def _chromium() -> Any:
     try:
         from playwright.sync_api import sync_playwright
@@ -189,12 +133,12 @@ def _figure(page: Any, title_start: str) -> dict[str, Any]:
     raise AssertionError(f"no chart titled {title_start!r} on the page")
 
 
-def test_dashboard_in_chromium(ui_server: LiveServer) -> None:
+def test_dashboard_in_chromium(live_server: LiveServer) -> None:
     sync_playwright = _chromium()
-    store = ui_server.app.state.store
+    store = live_server.app.state.store
     fill_run(store)
     ARTIFACTS.mkdir(exist_ok=True)
-    base = ui_server.url
+    base = live_server.url
     foreign: list[str] = []
     callback_bodies: list[str] = []
 
@@ -236,6 +180,7 @@ def test_dashboard_in_chromium(ui_server: LiveServer) -> None:
             assert row.locator('[data-severity="critical"]').inner_text() == "1"
             assert page.locator('#runs-table tr[data-run="an-empty-run"]').count() == 1
             assert page.title() == "Stethoscope"
+            page.screenshot(path=str(ARTIFACTS / "runs_page.png"), full_page=True)
 
             # -- run page through the link
             row.locator("a").click()
@@ -336,6 +281,33 @@ def test_dashboard_in_chromium(ui_server: LiveServer) -> None:
                 """s => Array.from(document.querySelectorAll('.js-plotly-plot')).some(el =>
                     el.layout.title.text === 'Losses' && el.data[1].x.includes(s))""",
                 arg=N + 20,
+                timeout=20_000,
+            )
+            # the divergence alert resolves: its band is redrawn in place, on every chart
+            first = next(a for a in store.list_alerts(RUN) if a.kind == "divergence")
+            store.apply_alert_changes(
+                [
+                    AlertChange(
+                        run=RUN,
+                        kind="divergence",
+                        key="divergence/nonfinite",
+                        severity="critical",
+                        status="resolved",
+                        step=N + 30,
+                        message="Finite again for 50 steps.",
+                        evidence={},
+                        remedies=[],
+                        detector="nonfinite",
+                        subject="loss_D",
+                        alert_id=first.id,
+                    )
+                ]
+            )
+            page.wait_for_function(
+                """s => Array.from(document.querySelectorAll('.js-plotly-plot')).every(el =>
+                    el.layout.title.text.startsWith('Embeddings') ||
+                    (el.layout.shapes[1].x1 === s && el.data[1].hovertext[0].includes('resolved')))""",
+                arg=N + 30,
                 timeout=20_000,
             )
             assert page.evaluate("window.__no_reload") == 1

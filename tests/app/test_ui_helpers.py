@@ -17,6 +17,7 @@ from stethoscope.app.ui.data import (
     health_view,
     nonfinite_points,
     project_2d,
+    shown_by_default,
     subsample_rows,
     to_json_values,
 )
@@ -65,6 +66,21 @@ def test_classify_series(name: str, chart: str, label: str, log_y: bool) -> None
     assert (slot.chart, slot.label, slot.log_y) == (chart, label, log_y)
 
 
+def test_secondary_collapse_signals_start_hidden() -> None:
+    assert shown_by_default("loss_D") and shown_by_default("stethoscope/collapse/recall")
+    assert not shown_by_default("stethoscope/collapse/vendi")
+    s = np.arange(2, dtype=np.int64)
+    fig = figures.series_figure(
+        "c",
+        {
+            "stethoscope/collapse/coverage": (s, np.ones(2)),
+            "stethoscope/collapse/vendi": (s, s * 5.0),
+        },
+        {},
+    )
+    assert [t["visible"] for t in fig["data"][figures.SPECIAL_TRACES :]] == [True, "legendonly"]
+
+
 def test_group_series_keeps_page_order() -> None:
     names = [
         "lr",
@@ -102,7 +118,7 @@ def test_series_figure_draws_nan_and_inf_as_markers_and_alerts_as_lines() -> Non
         "Losses",
         {"loss_D": (steps, loss), "loss_G": (steps, np.ones(10))},
         {},
-        alerts=[figures.alert_mark(_alert(step=4))],
+        alerts=[figures.alert_mark(_alert(first_step=4, step=4))],
     )
     data = fig["data"]
     assert len(data) == figures.SPECIAL_TRACES + 2
@@ -118,8 +134,18 @@ def test_series_figure_draws_nan_and_inf_as_markers_and_alerts_as_lines() -> Non
     assert len(line["x"]) == 10  # the gap is kept at its step, nothing is dropped
     alerts = data[figures.ALERT_TRACE]
     assert alerts["x"] == [4] and "CRITICAL divergence" in alerts["hovertext"][0]
-    assert fig["layout"]["shapes"][0]["x0"] == 4
-    assert fig["layout"]["shapes"][0]["line"]["color"] == theme.SEVERITY_COLOURS["critical"]
+    line_shape, band = fig["layout"]["shapes"]
+    assert line_shape["x0"] == 4 and band["x0"] == 4 and band["x1"] == 4
+    assert line_shape["line"]["color"] == theme.SEVERITY_COLOURS["critical"]
+
+
+def test_alert_mark_spans_first_to_last_step() -> None:
+    mark = figures.alert_mark(_alert(first_step=400, step=1700, status="resolved"))
+    assert "steps 400–1700" in mark.text and "resolved" in mark.text
+    line, band = figures.alert_shapes(mark)
+    assert (line["x0"], band["x0"], band["x1"]) == (400, 400, 1700)
+    assert band["type"] == "rect" and band["fillcolor"].startswith("rgba(248,81,73,")
+    assert figures.alert_points([mark])["x"] == [400]
 
 
 def test_log_chart_marks_non_positive_values() -> None:
@@ -138,7 +164,7 @@ def test_series_patch_extends_adds_traces_and_marks_alerts() -> None:
         ["loss_D"],
         {"loss_D": (steps, np.array([1.0, np.nan])), "loss_G": (steps, np.array([2.0, 3.0]))},
         {},
-        alerts=[figures.alert_mark(_alert(step=11, severity="warning"))],
+        alerts=[figures.alert_mark(_alert(first_step=11, step=11, severity="warning"))],
     )
     assert names == ["loss_D", "loss_G"]
     ops = _ops(patch)
@@ -152,9 +178,22 @@ def test_series_patch_extends_adds_traces_and_marks_alerts() -> None:
     appended = [o for o in ops if o["operation"] == "Append" and o["location"] == ["data"]]
     assert appended[0]["params"]["value"]["name"] == "loss_G"
     shapes = [o for o in ops if o["location"] == ["layout", "shapes"]]
-    assert shapes[0]["params"]["value"]["x0"] == 11
+    assert [sh["x0"] for sh in shapes[0]["params"]["value"]] == [11, 11]
     none, same = figures.series_patch(["loss_D"], {}, {})
     assert none is None and same == ["loss_D"]
+
+
+def test_series_patch_redraws_an_updated_alert_in_place() -> None:
+    moved = figures.alert_mark(_alert(id=7, first_step=5, step=30, severity="warning"))
+    patch, _ = figures.series_patch(["loss_D"], {}, {}, updated=[(1, moved)])
+    ops = {tuple(o["location"]): o for o in _ops(patch)}
+    assert ops[("layout", "shapes", 3)]["params"]["value"]["x1"] == 30
+    assert ops[("layout", "shapes", 2)]["params"]["value"]["x0"] == 5
+    assert "steps 5–30" in ops[("data", 1, "hovertext", 1)]["params"]["value"]
+    assert (
+        ops[("data", 1, "marker", "color", 1)]["params"]["value"]
+        == theme.SEVERITY_COLOURS["warning"]
+    )
 
 
 # ---------------------------------------------------------------------- projection

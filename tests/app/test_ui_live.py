@@ -109,7 +109,7 @@ def test_first_tick_draws_then_ticks_only_append(store: SQLiteStore) -> None:
     nonfinite_x = [o for o in ops if o["location"] == ["data", 0, "x"]]
     assert nonfinite_x[0]["params"]["value"] == s2.tolist()
     assert any(
-        o["location"] == ["layout", "shapes"] and o["params"]["value"]["x0"] == 105 for o in ops
+        o["location"] == ["layout", "shapes"] and o["params"]["value"][0]["x0"] == 105 for o in ops
     )
     # the alert is marked on every chart already drawn, even one without new points
     assert "grad_total" in up.figures and any(
@@ -132,6 +132,34 @@ def test_first_tick_draws_then_ticks_only_append(store: SQLiteStore) -> None:
     # a second tick from the new state sends nothing again
     again = live.refresh_run(store, json.loads(json.dumps(up.state)))
     assert again.figures == {} and again.charts is no_update
+
+    # the first alert resolves later: its band is redrawn in place on every chart
+    first_alert = store.list_alerts(RUN)[0]
+    store.apply_alert_changes(
+        [
+            AlertChange(
+                run=RUN,
+                kind="divergence",
+                key="divergence/x",
+                severity="critical",
+                status="resolved",
+                step=108,
+                message="recovered",
+                evidence={},
+                remedies=[],
+                detector="d",
+                subject=None,
+                alert_id=first_alert.id,
+            )  # fmt: skip
+        ]
+    )
+    resolved = live.refresh_run(store, again.state)
+    assert set(resolved.figures) == {"losses", "grad_total", "gt", "grad_layers:G"}
+    for patch in resolved.figures.values():
+        ops = {tuple(o["location"]): o["params"]["value"] for o in _ops(patch)}
+        assert ops[("layout", "shapes", 1)]["x1"] == 108  # rank 0: the first alert's band
+        assert "resolved" in ops[("data", 1, "hovertext", 0)]
+    assert resolved.state["alert_ids"] == again.state["alert_ids"]
 
 
 def test_long_series_are_downsampled_keeping_nan_and_alert_steps(store: SQLiteStore) -> None:
@@ -229,3 +257,16 @@ def test_two_apps_in_one_process_each_serve_their_own_store(tmp_path: Path) -> N
             assert "runs-body.children" in outputs and "run-state.data" in outputs
             text = json.dumps(_runs_callback(c))
             assert f"run-of-app-{i}" in text and f"run-of-app-{1 - i}" not in text
+
+
+def test_first_page_served_is_a_deep_link(tmp_path: Path) -> None:
+    """A fresh server whose first request is /ui/run/<name> inlines every clientside callback
+    the page's dependencies name (the pages router registers one on the first request)."""
+    app = _app(tmp_path / "c.db")
+    with TestClient(app) as client:
+        html_text = client.get("/ui/run/some-run").text
+        deps = client.get("/ui/_dash-dependencies").json()
+        functions = [
+            d["clientside_function"]["function_name"] for d in deps if d.get("clientside_function")
+        ]
+        assert functions and all(f in html_text for f in functions)

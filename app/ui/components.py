@@ -34,6 +34,28 @@ def badge(text: str, state: str | None = None, *, title: str | None = None) -> h
     )
 
 
+_STATUS_STATES = {
+    "running": "info",
+    "finished": "ok",
+    "completed": "ok",
+    "done": "ok",
+    "crashed": "critical",
+    "failed": "critical",
+    "stopped": "warning",
+}
+
+
+def status_badge(status: str) -> html.Span:
+    """The run's lifecycle status (running, finished, crashed, ...): a coloured dot and the word,
+    quieter than the health badge next to it."""
+    colour = theme.STATE_COLOURS[_STATUS_STATES.get(str(status).lower(), "unknown")]
+    return html.Span(
+        [html.Span(className="st-dot", style={"background": colour}), str(status)],
+        className="st-status",
+        title="run status",
+    )
+
+
 def health_badge(health: Mapping[str, Any] | HealthView | None) -> html.Span:
     """The run's overall health state as a coloured badge ("unknown" when not reported)."""
     view = health if isinstance(health, HealthView) else health_view(health)
@@ -111,7 +133,7 @@ def run_header(run: Any) -> list[Any]:
             [
                 html.H1(run.name),
                 health_badge(view),
-                badge(run.status, "info" if run.status == "running" else "unknown"),
+                status_badge(run.status),
                 html.Span(["firing: ", firing_counts(view)], className="st-meta"),
                 html.Span(f"last step {step}", className="st-meta", id="run-last-step"),
                 html.Span(f"updated {fmt_time(run.updated_at)}", className="st-meta"),
@@ -220,7 +242,14 @@ def runs_table(runs: Sequence[Any], now: float | None = None) -> html.Table | ht
         html.Tr(
             [
                 html.Th(h)
-                for h in ("Run", "Status", "Health", "Firing alerts", "Last step", "Updated")
+                for h in (
+                    "Run",
+                    "Status",
+                    "Health",
+                    "Firing (critical / warning)",
+                    "Last step",
+                    "Updated",
+                )
             ]
         )
     )
@@ -231,7 +260,7 @@ def runs_table(runs: Sequence[Any], now: float | None = None) -> html.Table | ht
             html.Tr(
                 [
                     html.Td(dcc.Link(r.name, href=run_href(r.name), className="st-runlink")),
-                    html.Td(r.status),
+                    html.Td(status_badge(r.status)),
                     html.Td(health_badge(view)),
                     html.Td(firing_counts(view)),
                     html.Td("-" if r.last_step is None else f"{r.last_step:,}"),

@@ -140,6 +140,7 @@ table.st-table{{width:100%;border-collapse:collapse}}
   font-size:12px;color:{MUTED}}}
 .st-kv b{{color:{TEXT};font-weight:500}}
 .st-cite{{color:{MUTED};font-style:italic}}
+.st-status{{white-space:nowrap;color:{TEXT}}}
 .st-empty{{color:{MUTED};padding:18px;text-align:center}}
 .st-error{{border-color:#f85149}}
 .st-runbody{{display:grid;grid-template-columns:minmax(0,1fr) 400px;gap:16px;align-items:start}}

@@ -176,7 +176,7 @@ def test_dashboard_in_chromium(live_server: LiveServer) -> None:
             page.goto(base + "/ui/")
             row = page.locator(f'#runs-table tr[data-run="{RUN}"]')
             row.wait_for(timeout=20_000)
-            assert row.locator(".st-badge").first.inner_text().lower() == "critical"
+            assert row.locator('.st-badge[title^="health"]').inner_text().lower() == "critical"
             assert row.locator('[data-severity="critical"]').inner_text() == "1"
             assert page.locator('#runs-table tr[data-run="an-empty-run"]').count() == 1
             assert page.title() == "Stethoscope"

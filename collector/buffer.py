@@ -137,7 +137,10 @@ class Recorder:
                         "scalars. Dropped (reduce it first, e.g. .mean()).",
                     )
                     continue
-                value = value.detach()
+                if value.requires_grad:
+                    value = value.detach()  # keep no autograd graph alive
+                if value.dim():
+                    value = value.reshape(())
                 out[name] = (value, value._version)
             else:
                 f = self._to_float(name, value)

@@ -16,29 +16,39 @@ from .buffer import Drained, Warn, merge_points, total_norm
 __all__ = ["materialize", "read_tensors"]
 
 
-def read_tensors(tensors: list[Any]) -> list[np.ndarray]:
-    """Values of 1-D tensors as float64 numpy arrays, one device-to-host copy per device.
+def read_tensors(scalars: list[Any], vectors: list[Any]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Values of 0-d ``scalars`` and 1-D ``vectors`` as float64, one host copy per device.
 
-    Tensors on one device are concatenated there (one kernel; ``torch.cat`` promotes mixed
-    dtypes), cast to float64 (float32 on devices without float64) and copied to the host at once.
+    On each device the scalars are stacked and concatenated with the vectors (``torch.stack``
+    and ``torch.cat`` promote mixed dtypes), cast to float64 (float32 on devices without
+    float64) and copied to the host at once.
     """
-    if not tensors:
-        return []
+    svals = np.empty(len(scalars), dtype=np.float64)
+    vvals: list[np.ndarray] = [np.empty(0)] * len(vectors)
+    if not scalars and not vectors:
+        return svals, vvals
     torch = sys.modules["torch"]
-    by_device: dict[Any, list[int]] = {}
-    for i, t in enumerate(tensors):
-        by_device.setdefault(t.device, []).append(i)
-    out: list[np.ndarray] = [np.empty(0)] * len(tensors)
+    by_device: dict[Any, tuple[list[int], list[int]]] = {}
+    for i, t in enumerate(scalars):
+        by_device.setdefault(t.device, ([], []))[0].append(i)
+    for i, t in enumerate(vectors):
+        by_device.setdefault(t.device, ([], []))[1].append(i)
     with torch.no_grad():
-        for device, idx in by_device.items():
-            parts = [tensors[i].reshape(-1) for i in idx]
+        for device, (si, vi) in by_device.items():
+            parts = []
+            if si:
+                parts.append(torch.stack([scalars[i] for i in si]))
+            parts.extend(vectors[i] for i in vi)
             cat = torch.cat(parts) if len(parts) > 1 else parts[0]
             wide = torch.float32 if device.type == "mps" else torch.float64
             host = cat.to(dtype=wide).cpu().numpy().astype(np.float64, copy=False)
-            offsets = np.cumsum([p.numel() for p in parts])[:-1]
-            for i, chunk in zip(idx, np.split(host, offsets), strict=True):
-                out[i] = chunk
-    return out
+            svals[si] = host[: len(si)]
+            offset = len(si)
+            for i in vi:
+                n = vectors[i].shape[0]
+                vvals[i] = host[offset : offset + n]
+                offset += n
+    return svals, vvals
 
 
 def _embedding_array(data: Any) -> np.ndarray:
@@ -51,7 +61,7 @@ def materialize(
     drained: Drained, warn: Warn
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[tuple[int, str, np.ndarray]]]:
     """Series as ``name -> (steps, values)`` and embeddings as ``(step, name, array)``."""
-    tensors: list[Any] = []
+    scalars: list[Any] = []
     for name, s in drained.series.items():
         for t, version in s.tensors:
             if t._version != version:
@@ -61,25 +71,21 @@ def materialize(
                     "the value sent is the modified one. Log loss.detach().clone() or a new "
                     "tensor instead of one you keep updating.",
                 )
-            tensors.append(t)
-    n_scalar_tensors = len(tensors)
-    tensors.extend(g[3] for g in drained.grads)
-    values = read_tensors(tensors)
+            scalars.append(t)
+    svals, gvals = read_tensors(scalars, [g[3] for g in drained.grads])
 
     series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     pos = 0
     for name, s in drained.series.items():
         k = len(s.tensors)
-        tv = np.concatenate(values[pos : pos + k]) if k else np.empty(0, dtype=np.float64)
+        tv = svals[pos : pos + k]
         pos += k
         steps, vals = merge_points(s.steps, s.values, s.tsteps, tv)
         if len(steps):
             series[name] = (steps, vals)
 
     grad_points: dict[str, tuple[list[int], list[float]]] = {}
-    for (step, prefix, names, _t), norms in zip(
-        drained.grads, values[n_scalar_tensors:], strict=True
-    ):
+    for (step, prefix, names, _t), norms in zip(drained.grads, gvals, strict=True):
         for pname, v in zip(names, norms.tolist(), strict=True):
             entry = grad_points.setdefault(f"{prefix}/{pname}", ([], []))
             entry[0].append(step)

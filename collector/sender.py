@@ -106,10 +106,15 @@ class Sender:
         self._wake.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout + 1.0)
-        elif not self._thread.is_alive() and not self._thread.ident:
+            if self._thread.is_alive():
+                _log.warning(
+                    "stethoscope: the sender of run %r is still busy after close(); it goes on "
+                    "in the background until the process exits",
+                    self.run,
+                )
+        elif not self._thread.ident:
             self._finish()  # never started
-        if self._client is not None:
-            self._client.close()
+            self._close_client()
         return self._client is None or len(self._outbox) == 0
 
     # ------------------------------------------------------------------ thread
@@ -134,6 +139,11 @@ class Sender:
             if self.online and time.monotonic() >= self._next_try:
                 self._guarded(self._send_some, time.monotonic() + self._interval)
         self._finish()
+        self._close_client()
+
+    def _close_client(self) -> None:
+        if self._client is not None:
+            self._client.close()
 
     def _recorder_wants_flush(self) -> bool:
         return self._recorder._woken  # set by the recorder when a size threshold is hit

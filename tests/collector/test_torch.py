@@ -305,3 +305,40 @@ def test_torch_embeddings(make_monitor, fake) -> None:
     got = fake.embeddings()
     assert [(s, n, a.shape) for s, n, a in got] == [(7, "fake", (6, 3)), (7, "real", (4, 3))]
     assert got[0][2] == pytest.approx(emb.detach().float().numpy())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_hot_path_never_synchronises(make_monitor, fake) -> None:
+    import warnings
+
+    dev = torch.device("cuda")
+    net = _mlp().to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    mon = make_monitor(flush_interval=3600.0)
+    mon.watch(net, name="G", every=1)
+    mon.watch(net, name="G10")
+    x = torch.randn(32, 4, device=dev)
+    refs = []
+    losses = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StethoscopeWarning)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for step in range(20):
+                loss = net(x).pow(2).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                refs.append(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in
+                                                                  net.parameters()])))
+                opt.step()
+                mon.log(step, loss=loss, acc=torch.ones((), device=dev, dtype=torch.float16))
+                losses.append(loss.detach())
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    mon.close()
+    assert fake.series("loss") == (list(range(20)),
+                                   pytest.approx([v.item() for v in losses], rel=1e-6))
+    assert fake.series("grad_norm/G/total") == (list(range(20)),
+                                                pytest.approx([r.item() for r in refs], rel=1e-4))
+    assert fake.series("grad_norm/G10/total")[0] == [0, 10]
+    assert fake.series("acc")[1] == [1.0] * 20

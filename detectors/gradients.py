@@ -1,13 +1,16 @@
 """Vanishing and exploding gradients, per layer, against each layer's own history.
 
 Fed the per-parameter gradient norms of one module (series ``grad_norm/<module>/<param>``, and
-``grad_norm/<module>/total``). Each layer's reference is the median of its first ``warmup``
-finite norms. A layer vanishes when its norm stays below ``vanish_ratio`` times its reference
-(or below the absolute ``floor``, a last resort for layers that start near zero), or when the
-first-to-last layer norm ratio stays below ``first_last_ratio``; it explodes when its norm (or
-the module total) stays above ``explode_ratio`` times its reference. "Stays" means for
-``vanish_patience`` / ``explode_patience`` observations in a row. Layer order is the order in
-which parameter names first appear; the first and last layers of the ratio skip biases.
+``grad_norm/<module>/total``). Every ``warmup`` observations, each layer's block median is
+recorded. A layer vanishes when its norm stays below ``vanish_ratio`` times its healthy level
+(the largest block median so far), or below the absolute ``floor`` (a last resort for layers
+that start near zero), or when the first-to-last layer norm ratio stays below
+``first_last_ratio``. A layer (or the module total) explodes when its norm stays above
+``explode_ratio`` times that same healthy level: the level follows slow growth (GAN layers'
+gradients often grow 100x over the first thousand steps) but not a sudden jump, and a layer
+that recovers after vanishing is not mistaken for an explosion.
+"Stays" means for ``vanish_patience`` / ``explode_patience`` observations in a row. Layer order
+is the order in which parameter names first appear; the first/last ratio skips biases.
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ class GradientDetector(Detector):
         Module name as given to ``Monitor.watch(module, name=...)`` (keys
         ``vanishing_gradients/<module>`` and ``exploding_gradients/<module>``).
     warmup
-        Observations per layer that form its reference (median); nothing fires before
-        (default 20).
+        Observations per reference block (default 20); nothing fires before a layer's first
+        block is complete.
     vanish_ratio
-        Norm / reference below which a layer counts as vanishing (default 1e-3, heuristic).
+        Norm / healthy level (largest block median) below which a layer counts as vanishing
+        (default 1e-3, heuristic).
     first_last_ratio
         First-layer / last-layer norm ratio below which gradients vanish towards the input
         (default 1e-3, heuristic).
@@ -47,7 +51,8 @@ class GradientDetector(Detector):
         Absolute norm below which a layer counts as vanishing whatever its history (last
         resort; default 1e-7).
     explode_ratio
-        Norm / reference above which a layer (or the total) counts as exploding (default 100).
+        Norm / healthy level (largest block median) above which a layer (or the total) counts as
+        exploding (default 100).
     vanish_patience, explode_patience
         Observations in a row needed to fire (defaults 20 and 3).
     resolve_after
@@ -99,8 +104,8 @@ class GradientDetector(Detector):
         check_int("explode_patience", explode_patience, 1)
         check_int("resolve_after", resolve_after, 1)
         self._add_state("layers", [])  # order of first appearance (excluding "total")
-        self._add_state("refs", {})  # layer -> reference norm (median of warm-up)
-        self._add_state("warm", {})  # layer -> warm-up values collected so far
+        self._add_state("block", {})  # layer -> finite values of the current block
+        self._add_state("peak", {})  # layer -> largest block median so far (healthy level)
         self._add_state("low_runs", {})
         self._add_state("high_runs", {})
         self._add_state("fl_run", 0)
@@ -129,19 +134,13 @@ class GradientDetector(Detector):
             s, v = cols[n]
             mat[np.searchsorted(all_steps, s), j] = v
         mat[~np.isfinite(mat)] = np.nan  # non-finite norms belong to the NaN detector
-        self.observations += int(all_steps.size)
-        ready_row = self._build_refs(names, mat)
-        refs = np.array([self.refs.get(n, np.nan) for n in names])
-        rows = np.arange(all_steps.size)[:, None]
-        active = rows >= ready_row[None, :]
+        peak = self._references(names, mat)
+        is_layer = np.array([n != TOTAL for n in names])
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = mat / refs[None, :]
-            is_layer = np.array([n != TOTAL for n in names])
-            low = active & is_layer[None, :] & (
-                (ratio < self.vanish_ratio) | (mat < self.floor)
-            )
-            high = active & (ratio > self.explode_ratio)
-            fl = self._first_last(names, mat, active)
+            low = is_layer[None, :] & ((mat < self.vanish_ratio * peak) | (
+                (mat < self.floor) & ~np.isnan(peak)))
+            high = mat > self.explode_ratio * peak
+            fl = self._first_last(names, mat, ~np.isnan(peak))
         low_runs = run_lengths(low, np.array([self.low_runs.get(n, 0) for n in names]))
         high_runs = run_lengths(high, np.array([self.high_runs.get(n, 0) for n in names]))
         fl_cond = fl < self.first_last_ratio
@@ -155,7 +154,7 @@ class GradientDetector(Detector):
         )
         explode_cond = (high_runs >= self.explode_patience).any(axis=1)
         out: list[Finding] = []
-        ctx = (names, all_steps, mat, ratio, fl, low_runs, high_runs, fl_runs)
+        ctx = (names, all_steps, mat, peak, fl, low_runs, high_runs, fl_runs)
         for kind, cond, attr in (
             ("vanishing_gradients", vanish_cond, "vanish"),
             ("exploding_gradients", explode_cond, "explode"),
@@ -170,27 +169,35 @@ class GradientDetector(Detector):
                 out.append(self._event(kind, what, i, ctx))
         return out
 
-    def _build_refs(self, names: list[str], mat: np.ndarray) -> np.ndarray:
-        """Fill per-layer references from warm-up values; returns the first active row."""
-        ready = np.zeros(len(names), dtype=np.int64)
+    def _references(self, names: list[str], mat: np.ndarray) -> np.ndarray:
+        """Per-row healthy level (largest block median so far) of each layer; NaN before.
+
+        Rows are cut at block boundaries of the running observation count, so the references
+        a row sees do not depend on how the stream was batched.
+        """
         n_rows = mat.shape[0]
-        for j, n in enumerate(names):
-            if n in self.refs:
-                continue
-            col = mat[:, j]
-            fin_rows = np.flatnonzero(np.isfinite(col))
-            have = self.warm.setdefault(n, [])
-            need = self.warmup - len(have)
-            if fin_rows.size >= need:
-                take = fin_rows[:need]
-                have = have + col[take].tolist()
-                self.refs[n] = float(np.median(have))
-                self.warm.pop(n, None)
-                ready[j] = int(take[-1]) + 1
-            else:
-                have.extend(col[fin_rows].tolist())
-                ready[j] = n_rows
-        return ready
+        peak = np.full(mat.shape, np.nan)
+        pos = 0
+        while pos < n_rows:
+            take = min(n_rows - pos, self.warmup - self.observations % self.warmup)
+            for j, n in enumerate(names):
+                if n in self.peak:
+                    peak[pos : pos + take, j] = self.peak[n]
+                col = mat[pos : pos + take, j]
+                col = col[~np.isnan(col)]
+                if col.size:
+                    self.block.setdefault(n, []).extend(col.tolist())
+            self.observations += take
+            pos += take
+            if self.observations % self.warmup == 0:
+                for n, vals in self.block.items():
+                    if vals:
+                        med = float(np.median(vals))
+                        old = self.peak.get(n, med)
+                        if med <= self.explode_ratio * old:  # an exploded block is no level
+                            self.peak[n] = max(old, med)
+                self.block = {}
+        return peak
 
     def _first_last(self, names: list[str], mat: np.ndarray, active: np.ndarray) -> np.ndarray:
         first, last = self._ends()
@@ -209,7 +216,7 @@ class GradientDetector(Detector):
 
     # ------------------------------------------------------------------------------ findings
     def _event(self, kind: str, what: str, i: int, ctx: tuple) -> Finding:
-        names, steps, mat, ratio, fl, low_runs, high_runs, fl_runs = ctx
+        names, steps, mat, peak, fl, low_runs, high_runs, fl_runs = ctx
         step = int(steps[i])
         key = f"{kind}/{self.module}"
         if what == "resolve":
@@ -221,8 +228,8 @@ class GradientDetector(Detector):
             )
             return self._finding(kind, key, sev, "resolved", step, msg,
                                  {"resolve_after": float(self.resolve_after)}, (), self.module)
-        row_ratio = ratio[i]
         if kind == "vanishing_gradients":
+            row_ratio = mat[i] / peak[i]
             cand = [j for j in range(len(names)) if low_runs[i, j] >= self.vanish_patience]
             first, _ = self._ends()
             if not cand and first in names:
@@ -230,26 +237,27 @@ class GradientDetector(Detector):
             j = min(cand, key=lambda c: (np.nan_to_num(row_ratio[c], nan=np.inf), c))
             layer = names[j]
             consecutive = max(int(low_runs[i, j]), int(fl_runs[i]))
-            norm, ref = float(mat[i, j]), self.refs.get(layer, math.nan)
+            norm, ref = float(mat[i, j]), float(peak[i, j])
             fl_txt = f"; first/last layer norm ratio {fmt(float(fl[i]))}" if math.isfinite(
                 float(fl[i])) else ""
             msg = (
                 f"Gradients of {self.module} are vanishing in layer {layer}: norm {fmt(norm)} "
-                f"at step {step}, {fmt(norm / ref if ref else math.nan)} times its early median "
-                f"{fmt(ref)}, for {consecutive} observations in a row{fl_txt}. A layer whose "
+                f"at step {step}, {fmt(norm / ref if ref else math.nan)} times its healthy level "
+                f"{fmt(ref)} (largest median of {self.warmup} observations so far), for {consecutive} observations in a row{fl_txt}. A layer whose "
                 f"gradient vanishes stops learning; in a GAN this usually means the "
                 f"discriminator saturates."
             )
             sev, rem = "warning", remedies.VANISHING
         else:
+            row_ratio = mat[i] / peak[i]
             cand = [j for j in range(len(names)) if high_runs[i, j] >= self.explode_patience]
             j = max(cand, key=lambda c: (np.nan_to_num(row_ratio[c], nan=-np.inf), -c))
             layer = names[j]
             consecutive = int(high_runs[i, j])
-            norm, ref = float(mat[i, j]), self.refs.get(layer, math.nan)
+            norm, ref = float(mat[i, j]), float(peak[i, j])
             msg = (
                 f"Gradients of {self.module} are exploding in {layer}: norm {fmt(norm)} at step "
-                f"{step}, {fmt(norm / ref if ref else math.nan)} times its early median "
+                f"{step}, {fmt(norm / ref if ref else math.nan)} times its healthy level "
                 f"{fmt(ref)}, for {consecutive} observations in a row. Exploding gradients "
                 f"usually end in a loss spike or NaN."
             )
@@ -268,9 +276,9 @@ class GradientDetector(Detector):
     def status(self) -> DetectorStatus:
         if not self.layers and not self.observations:
             return DetectorStatus(self.name, "waiting", f"no gradient norms of {self.module} yet")
-        missing = [n for n in self.layers if n not in self.refs]
+        missing = [n for n in self.layers if n not in self.peak]
         if missing:
-            have = min(len(self.warm.get(n, [])) for n in missing)
+            have = min(len(self.block.get(n, [])) for n in missing)
             return DetectorStatus(
                 self.name, "waiting",
                 f"{have}/{self.warmup} warm-up observations for {len(missing)} layer(s) of "

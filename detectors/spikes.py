@@ -204,7 +204,7 @@ class SpikeDetector(_RollingReference):
             seg = v[a:b]
             z = self._z(seg)
             ratio = seg / self._median_raw() if self.log_mode else np.zeros_like(seg)
-            spike = (z > self.warn_z) | (ratio > self.critical_ratio)
+            spike = z > self.warn_z  # a jump within the series' own noise is no spike
             if not self.firing and not spike.any():
                 continue
             if self.firing and not spike.any() and self.quiet + seg.size < self.resolve_after:
@@ -299,8 +299,11 @@ class DriftDetector(_RollingReference):
         any threshold on long runs).
     threshold
         Alarm level of the cumulative statistic (default 50, river's).
-    window, refresh, min_scale, scale
-        As for :class:`SpikeDetector` (defaults 200, 25, 0.01, ``"auto"``).
+    window, refresh, scale
+        As for :class:`SpikeDetector` (defaults 200, 25, ``"auto"``).
+    min_scale
+        Floor of the robust scale (default 0.1, i.e. 10 % in log space): a drift is a material
+        rise, not a few per cent on a very smooth loss, which GAN losses often show.
     z_clip
         Largest z a single point contributes, so one spike cannot make a drift (default 10).
     critical_ratio
@@ -315,7 +318,7 @@ class DriftDetector(_RollingReference):
     >>> t = np.arange(600)
     >>> loss = np.where(t < 400, 1.0, np.exp(0.02 * (t - 400))) * np.exp(0.05 * rng.standard_normal(600))
     >>> [(f.step, f.kind) for f in DriftDetector("loss").update(t, loss)]
-    [(417, 'divergence')]
+    [(427, 'divergence')]
     """
 
     family = "drift"
@@ -329,7 +332,7 @@ class DriftDetector(_RollingReference):
         window: int = 200,
         refresh: int = 25,
         z_clip: float = 10.0,
-        min_scale: float = 0.01,
+        min_scale: float = 0.1,
         scale: str = "auto",
         critical_ratio: float = 5.0,
         resolve_after: int = 100,

@@ -3,7 +3,10 @@
 The loss is cut into consecutive windows of ``window`` points. For each window the standard
 deviation of its first differences measures how hard the loss swings from step to step. A window
 whose swing exceeds ``growth`` times the median of the previous ``baseline_windows`` windows is
-"elevated"; ``patience`` elevated windows in a row fire a warning (heuristic, see DESIGN.md).
+"elevated". A warning fires once ``patience`` windows in a row are elevated *and* the swing is
+still growing: the latest is at least ``growth`` times the first of the elevated run. The
+second condition tells growing oscillation from a one-off step up in noise level, which GAN losses
+show when the generator starts to learn (heuristic, see DESIGN.md).
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ class OscillationDetector(Detector):
     growth
         Ratio of a window's swing to the baseline that counts as elevated (default 2).
     patience
-        Elevated windows in a row to fire, and healthy windows in a row to resolve (default 3).
+        Elevated windows in a row to fire (with the swing still growing), and healthy windows
+        in a row to resolve (default 3).
     baseline_windows
         Previous windows whose median swing is the baseline (default 20).
     min_windows
-        Windows needed before anything can fire (default 3).
+        Windows needed before anything can fire (default 10: the first thousand steps of a GAN
+        often ramp from near-silence to their working noise level).
 
     Examples
     --------
@@ -58,7 +63,7 @@ class OscillationDetector(Detector):
         growth: float = 2.0,
         patience: int = 3,
         baseline_windows: int = 20,
-        min_windows: int = 3,
+        min_windows: int = 10,
     ) -> None:
         super().__init__()
         self.series = series
@@ -79,6 +84,7 @@ class OscillationDetector(Detector):
         self._add_state("swings", [])
         self._add_state("windows", 0)
         self._add_state("elevated_run", 0)
+        self._add_state("run_start_swing", 0.0)
         self._add_state("healthy_run", 0)
         self._add_state("firing", False)
 
@@ -117,21 +123,26 @@ class OscillationDetector(Detector):
         )
         self.swings = (self.swings + [swing])[-self.baseline_windows :]
         if elevated:
+            if self.elevated_run == 0:
+                self.run_start_swing = swing
             self.elevated_run += 1
             self.healthy_run = 0
         else:
             self.healthy_run += 1
             self.elevated_run = 0
-        if not self.firing and self.elevated_run >= self.patience:
+        growing = swing >= self.growth * self.run_start_swing
+        if not self.firing and self.elevated_run >= self.patience and growing:
             self.firing = True
             msg = (
                 f"{self.series} oscillates more and more: the standard deviation of its step-to-"
                 f"step changes is {fmt(swing)} in the window ending at step {step}, "
                 f"{fmt(swing / base)}x the median of the previous windows ({fmt(base)}), for "
-                f"{self.elevated_run} windows of {self.window} steps in a row. Growing "
+                f"{self.elevated_run} windows of {self.window} steps in a row, and still "
+                f"growing ({fmt(swing / self.run_start_swing)}x since the first). Growing "
                 f"oscillations are the signature of a GAN that does not converge."
             )
             ev = {"swing": swing, "baseline": base, "ratio": swing / base,
+                  "growth_in_run": swing / self.run_start_swing,
                   "windows": float(self.elevated_run)}
             return self._finding("divergence", self.key, "warning", "firing", step, msg, ev,
                                  remedies.OSCILLATION, self.series)

@@ -82,6 +82,11 @@ class SuiteConfig:
         Also run the spike detector on each module's total gradient norm
         (``grad_norm/<module>/total``), since gradient-norm spikes often come before loss
         spikes (default True).
+    drift_gan_losses
+        Also run the drift detector on the GAN discriminator and generator losses (default
+        False: adversarial losses rise and fall in healthy runs, e.g. the D loss climbs towards
+        2 ln 2 as G catches up; their divergence is covered by the NaN, spike, oscillation and
+        balance detectors).
     nonfinite, spike, drift, oscillation, gradients, balance, collapse
         Keyword arguments overriding the defaults of each family's detector class, e.g.
         ``spike={"warn_z": 8.0}``. Checked at once by building a detector with them.
@@ -102,6 +107,7 @@ class SuiteConfig:
     ignore: tuple[str, ...] = ()
     enabled: Mapping[str, bool] = field(default_factory=dict)
     spike_grad_norms: bool = True
+    drift_gan_losses: bool = False
     nonfinite: Mapping[str, Any] = field(default_factory=dict)
     spike: Mapping[str, Any] = field(default_factory=dict)
     drift: Mapping[str, Any] = field(default_factory=dict)
@@ -136,9 +142,10 @@ class SuiteConfig:
             if not isinstance(on, bool):
                 raise ValueError(f"config.enabled[{fam!r}] must be true or false, got {on!r}")
         object.__setattr__(self, "enabled", _frozen(enabled))
-        if not isinstance(self.spike_grad_norms, bool):
-            raise ValueError(f"config.spike_grad_norms must be true or false, got "
-                             f"{self.spike_grad_norms!r}")
+        for flag in ("spike_grad_norms", "drift_gan_losses"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"config.{flag} must be true or false, got "
+                                 f"{getattr(self, flag)!r}")
         for fam, cls in FAMILIES.items():
             params = getattr(self, fam)
             if not isinstance(params, Mapping):
@@ -219,7 +226,7 @@ class DetectorSuite:
     >>> [(f.key, f.step) for f in suite.update_scalars({"errD": (steps, loss)})]
     [('divergence/nonfinite', 60)]
     >>> sorted({s.name: s.state for s in suite.health()}.items())[:3]
-    [('balance', 'ok'), ('collapse', 'unavailable'), ('drift:errD', 'ok')]
+    [('balance', 'ok'), ('collapse', 'unavailable'), ('drift:gan_losses', 'unavailable')]
     """
 
     def __init__(self, config: SuiteConfig | Mapping[str, Any] | None = None) -> None:
@@ -314,7 +321,8 @@ class DetectorSuite:
             if loss:
                 if on("spike"):
                     out += self._get("spike", name).update(s, v)
-                if on("drift"):
+                gan = role in ("loss_d", "loss_g")
+                if on("drift") and (cfg.drift_gan_losses or not gan):
                     out += self._get("drift", name).update(s, v)
             if role is not None:
                 role_data[role] = (s, v)
@@ -389,6 +397,16 @@ class DetectorSuite:
                 rows.append(off(fam))
                 continue
             dets = [d for k, d in self._per[fam].items() if not k.startswith(GRAD_PREFIX)]
+            if fam == "drift" and not cfg.drift_gan_losses:
+                gan = [self._roles[r] for r in ("loss_d", "loss_g") if r in self._roles]
+                if gan:
+                    rows.append(DetectorStatus(
+                        "drift:gan_losses", "unavailable",
+                        f"not run on the GAN losses {', '.join(gan)} (adversarial losses rise "
+                        f"and fall in healthy runs); set config drift_gan_losses=true to enable",
+                    ))
+                    if not dets:
+                        continue
             if not dets:
                 rows.append(DetectorStatus(
                     fam, "unavailable",

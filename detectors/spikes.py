@@ -132,6 +132,9 @@ class SpikeDetector(_RollingReference):
         Robust z thresholds (defaults 6 and 10).
     critical_ratio
         Value / rolling median above which a spike is critical (default 5).
+    min_ratio
+        Value / rolling median a spike must also reach (positive series; default 1.5), so that
+        a very smooth loss's small bumps are not spikes however many MADs they are.
     min_scale
         Floor of the robust scale, in log units (relative change) for log-scored series and as a
         fraction of ``|median|`` for raw ones, so a flat series does not turn noise into spikes
@@ -163,6 +166,7 @@ class SpikeDetector(_RollingReference):
         warn_z: float = 6.0,
         critical_z: float = 10.0,
         critical_ratio: float = 5.0,
+        min_ratio: float = 1.5,
         min_scale: float = 0.01,
         scale: str = "auto",
         resolve_after: int = 50,
@@ -175,6 +179,7 @@ class SpikeDetector(_RollingReference):
         self.warn_z = warn_z
         self.critical_z = critical_z
         self.critical_ratio = critical_ratio
+        self.min_ratio = min_ratio
         self.min_scale = min_scale
         self.scale = scale
         self.resolve_after = resolve_after
@@ -183,6 +188,7 @@ class SpikeDetector(_RollingReference):
         check_float("warn_z", warn_z, 0.0, low_open=True)
         check_float("critical_z", critical_z, warn_z)
         check_float("critical_ratio", critical_ratio, 1.0, low_open=True)
+        check_float("min_ratio", min_ratio, 1.0, critical_ratio)
         check_int("resolve_after", resolve_after, 1)
         self._init_reference()
         self._add_state("firing", False)
@@ -205,6 +211,8 @@ class SpikeDetector(_RollingReference):
             z = self._z(seg)
             ratio = seg / self._median_raw() if self.log_mode else np.zeros_like(seg)
             spike = z > self.warn_z  # a jump within the series' own noise is no spike
+            if self.log_mode:
+                spike &= ratio >= self.min_ratio
             if not self.firing and not spike.any():
                 continue
             if self.firing and not spike.any() and self.quiet + seg.size < self.resolve_after:

@@ -140,7 +140,7 @@ CASES = {
          ("window", 3)],
     ),
     "OscillationDetector": Case(
-        D.OscillationDetector, {"series": "loss_G"},
+        D.OscillationDetector, {"series": "loss_G", "min_windows": 3},
         _scalar([(T[:500], OSC[:500]), (T[500:], OSC[500:])]),
         lambda det: det.update(np.arange(300), OSC_WARM),
         [("window", 2), ("growth", 1.0), ("patience", 0), ("min_windows", 0)],

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import remedies
-from .base import Detector, check_float, check_int, fmt, latch
+from .base import Detector, check_float, check_int, fmt, latch, run_lengths
 from .findings import DetectorStatus, Finding
 
 __all__ = ["GANBalanceDetector", "ROLES"]
@@ -38,8 +38,11 @@ class GANBalanceDetector(Detector):
     * ``mean loss_d < d_loss_floor`` (switched off once ``loss_d`` is seen negative, as for
       Wasserstein or hinge losses).
 
-    Either one holding for ``patience`` steps in a row fires a warning; both failing for
-    ``resolve_after`` steps in a row resolves it. Nothing fires before ``window`` points.
+    Either one holding for ``patience`` steps in a row fires a warning. It resolves after
+    ``resolve_after`` steps in a row that are clearly healthy: accuracy proxy below
+    ``accuracy_threshold - hysteresis`` and mean D loss above ``2 * d_loss_floor`` (whichever
+    apply), so a run hovering at the threshold does not flap. Nothing fires before ``window``
+    points.
 
     Parameters
     ----------
@@ -53,6 +56,9 @@ class GANBalanceDetector(Detector):
         Mean D loss below which D wins (default 0.05; equilibrium is 1.386).
     resolve_after
         Healthy steps in a row before the finding resolves (default 50).
+    hysteresis
+        How far below ``accuracy_threshold`` the accuracy proxy must fall to count as healthy
+        again (default 0.05).
 
     Examples
     --------
@@ -72,6 +78,7 @@ class GANBalanceDetector(Detector):
         accuracy_threshold: float = 0.95,
         d_loss_floor: float = 0.05,
         resolve_after: int = 50,
+        hysteresis: float = 0.05,
     ) -> None:
         super().__init__()
         self.window = window
@@ -79,12 +86,14 @@ class GANBalanceDetector(Detector):
         self.accuracy_threshold = accuracy_threshold
         self.d_loss_floor = d_loss_floor
         self.resolve_after = resolve_after
+        self.hysteresis = hysteresis
         check_int("window", window, 1)
         check_int("patience", patience, 1)
         check_float("accuracy_threshold", accuracy_threshold, 0.5, 1.0, low_open=True,
                     high_open=True)
         check_float("d_loss_floor", d_loss_floor, 0.0)
         check_int("resolve_after", resolve_after, 1)
+        check_float("hysteresis", hysteresis, 0.0, accuracy_threshold - 0.5)
         for role in ROLES:
             self._add_state(f"tail_{role}", np.zeros(0))
         self._add_state("seen", {r: 0 for r in ROLES})
@@ -129,18 +138,24 @@ class GANBalanceDetector(Detector):
             acc = (means["d_real"] + 1.0 - means["d_fake"]) / 2.0
             cond_acc = (acc > self.accuracy_threshold) if self.probs_ok else np.zeros(n, bool)
             cond_loss = (means["loss_d"] < self.d_loss_floor) if self.loss_ok else np.zeros(n, bool)
+            near_acc = (acc > self.accuracy_threshold - self.hysteresis) if self.probs_ok \
+                else np.zeros(n, bool)
+            near_loss = (means["loss_d"] < 2 * self.d_loss_floor) if self.loss_ok \
+                else np.zeros(n, bool)
         cond = warm & (cond_acc | cond_loss)
+        clear = ~(cond | near_acc | near_loss)
         run_t, run_f, firing = self.latch
         out: list[Finding] = []
         if firing or cond.any():
             events, run_t, run_f, firing = latch(
-                cond, run_t, run_f, firing, self.patience, self.resolve_after
+                cond, run_t, run_f, firing, self.patience, self.resolve_after, clear
             )
             for i, what in events:
                 out.append(self._event(what, int(s[i]), i, means, acc, cond_acc, cond_loss))
             self.latch = [run_t, run_f, firing]
         else:
-            self.latch = [0, run_f + n, False]
+            clear_runs = run_lengths(clear, run_f)
+            self.latch = [0, int(clear_runs[-1]), False]
         return out
 
     def _rolling_mean(self, role: str, v: np.ndarray) -> np.ndarray:

@@ -92,18 +92,20 @@ def latch(
     firing: bool,
     fire_after: int,
     resolve_after: int,
+    clear: np.ndarray | None = None,
 ) -> tuple[list[tuple[int, str]], int, int, bool]:
     """Turn a boolean stream into fire / resolve events with persistence (hysteresis in time).
 
-    Fires when ``cond`` has been True ``fire_after`` times in a row, resolves when it has been
-    False ``resolve_after`` times in a row. Returns ``(events, run_true, run_false, firing)``
-    where ``events`` are ``(index, "fire" | "resolve")`` pairs and the rest is the carried state.
+    Fires when ``cond`` has been True ``fire_after`` times in a row, resolves when ``clear``
+    (default ``~cond``; pass a stricter one for hysteresis in value) has been True
+    ``resolve_after`` times in a row. Returns ``(events, run_true, run_clear, firing)`` where
+    ``events`` are ``(index, "fire" | "resolve")`` pairs and the rest is the carried state.
     """
     cond = np.asarray(cond, dtype=bool)
     if cond.size == 0:
         return [], run_true, run_false, firing
     rt = run_lengths(cond, run_true)
-    rf = run_lengths(~cond, run_false)
+    rf = run_lengths(~cond if clear is None else np.asarray(clear, dtype=bool), run_false)
     events: list[tuple[int, str]] = []
     pos = 0
     n = cond.size

@@ -226,3 +226,15 @@ def test_no_false_alarm_on_long_healthy_runs(seed):
     assert states["balance"] == "ok" and states["gradients:G"] == "ok"
     assert states["spike:loss"] == "ok" and states["drift:loss"] == "ok"
     assert states["oscillation:loss_G"] == "ok" and states["drift:gan_losses"] == "unavailable"
+
+
+def test_balance_does_not_flap_around_the_threshold():
+    rng = np.random.default_rng(5)
+    t = np.arange(3000)
+    acc = np.where(t < 500, 0.7, 0.95 + 0.02 * np.sin(t / 40.0)) + 0.01 * rng.standard_normal(3000)
+    found = GANBalanceDetector().update(t, d_real=acc, d_fake=1 - acc)
+    assert [f.status for f in found] == ["firing"]
+    later = GANBalanceDetector()
+    calm = np.where(t < 2000, acc, 0.6)
+    assert [f.status for f in later.update(t, d_real=calm, d_fake=1 - calm)] == [
+        "firing", "resolved"]

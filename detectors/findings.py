@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -54,11 +53,21 @@ class Remedy:
         return {"action": self.action, "citation": self.citation}
 
 
+class Evidence(dict):
+    """A read-only ``dict`` of evidence numbers (picklable and copyable, unlike a proxy)."""
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("Finding evidence is read-only; build a new Finding instead")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple:
+        return (Evidence, (dict(self),))
+
+
 def _freeze_evidence(evidence: Mapping[str, float] | None) -> Mapping[str, float]:
-    out: dict[str, float] = {}
-    for name, value in dict(evidence or {}).items():
-        out[str(name)] = float(value)
-    return MappingProxyType(out)
+    return Evidence({str(name): float(value) for name, value in dict(evidence or {}).items()})
 
 
 @dataclass(frozen=True)

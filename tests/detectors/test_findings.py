@@ -47,3 +47,14 @@ def test_detector_status_validates_state():
     assert DetectorStatus("x", "waiting", "r").to_dict()["state"] == "waiting"
     with pytest.raises(ValueError, match="state"):
         DetectorStatus("x", "broken", "r")
+
+
+def test_findings_pickle_and_deepcopy():
+    import copy
+    import pickle
+
+    f = make()
+    assert pickle.loads(pickle.dumps(f)) == f
+    assert copy.deepcopy(f) == f
+    with pytest.raises(TypeError):
+        f.evidence.update(x=1.0)

@@ -3,8 +3,9 @@
 Fed the per-parameter gradient norms of one module (series ``grad_norm/<module>/<param>``, and
 ``grad_norm/<module>/total``). Every ``warmup`` observations, each layer's block median is
 recorded. A layer vanishes when its norm stays below ``vanish_ratio`` times its healthy level
-(the largest block median so far), or below the absolute ``floor`` (a last resort for layers
-that start near zero), or when the first-to-last layer norm ratio stays below
+(the largest block median so far), or below the absolute ``floor`` (a last resort, only for
+layers whose level was once above it: a layer that never had gradients above the floor, such as a
+bias followed by batch norm, is structurally silent, not vanishing), or when the first-to-last layer norm ratio stays below
 ``first_last_ratio``. A layer (or the module total) explodes when its norm stays above
 ``explode_ratio`` times that same healthy level: the level follows slow growth (GAN layers'
 gradients often grow 100x over the first thousand steps) but not a sudden jump, and a layer
@@ -137,8 +138,10 @@ class GradientDetector(Detector):
         peak = self._references(names, mat)
         is_layer = np.array([n != TOTAL for n in names])
         with np.errstate(invalid="ignore", divide="ignore"):
+            # the floor only for layers that once had gradients above it: a layer that never
+            # did is structurally silent (e.g. a bias followed by batch norm), not vanishing
             low = is_layer[None, :] & ((mat < self.vanish_ratio * peak) | (
-                (mat < self.floor) & ~np.isnan(peak)))
+                (mat < self.floor) & (peak >= self.floor)))
             high = mat > self.explode_ratio * peak
             fl = self._first_last(names, mat, ~np.isnan(peak))
         low_runs = run_lengths(low, np.array([self.low_runs.get(n, 0) for n in names]))

@@ -238,3 +238,14 @@ def test_balance_does_not_flap_around_the_threshold():
     calm = np.where(t < 2000, acc, 0.6)
     assert [f.status for f in later.update(t, d_real=calm, d_fake=1 - calm)] == [
         "firing", "resolved"]
+
+
+def test_structurally_silent_layer_is_not_vanishing():
+    """A bias followed by batch norm has (numerically) zero gradient from the start."""
+    s, norms = _grad_streams(n=600)
+    norms["main.0.bias"] = 1e-10 * np.ones(600)
+    assert _feed_grads(GradientDetector("G"), s, norms) == []
+    s, norms = _grad_streams(n=600)
+    norms["main.0.bias"] = np.where(s < 200, 1e-5, 1e-9)  # once above the floor: vanishing
+    found = _feed_grads(GradientDetector("G", vanish_ratio=1e-5), s, norms)
+    assert [(f.subject, f.step) for f in found] == [("G/main.0.bias", 219)]

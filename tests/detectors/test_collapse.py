@@ -127,3 +127,22 @@ def test_metrics_on_identical_and_collapsed_distributions():
         vendi_score(f, 0.0)
     with pytest.raises(ValueError, match="NaN"):
         coverage(np.full((10, 2), np.nan), f)
+
+
+GRID = np.stack(np.meshgrid(np.arange(-4, 5, 2), np.arange(-4, 5, 2)), -1).reshape(-1, 2) * 1.0
+
+
+def grid(n, modes, seed):
+    rng = np.random.default_rng(seed)
+    return GRID[rng.choice(np.asarray(modes), n)] + 0.05 * rng.standard_normal((n, 2))
+
+
+@pytest.mark.parametrize("modes,fires", [(range(25), False), (range(20), False),
+                                         (range(5), True), ([0, 12, 24], True)])
+def test_grid_of_25_gaussians(modes, fires):
+    det = CollapseDetector()
+    found = []
+    for i in range(6):
+        fake = grid(2500, range(25) if i < 3 else list(modes), seed=i)
+        found += det.update(100 * i, fake, real=grid(2500, range(25), seed=50 + i))
+    assert [f.step for f in found] == ([400] if fires else [])

@@ -17,7 +17,11 @@ import uvicorn
 from .main import create_app
 from .settings import Settings
 
-DEMO_SCENARIOS = (("healthy", "demo-healthy"), ("collapse", "demo-collapse"))
+DEMO_SCENARIOS = (
+    ("healthy", "demo-healthy"),
+    ("collapse", "demo-collapse"),
+    ("diverge", "demo-diverge"),
+)
 
 
 def _add_server_args(parser: argparse.ArgumentParser, default_db: str) -> None:
@@ -47,10 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-db", action="store_true", help="keep the demo database of an earlier demo"
     )
     demo.add_argument(
-        "--step-delay",
+        "--speed",
         type=float,
-        default=None,
-        help="seconds to sleep per training step, to pace the demo (scenario default if omitted)",
+        default=25.0,
+        help="training steps per second, to pace the demo so it looks live (default 25; 0: full speed)",
     )
     return parser
 
@@ -87,7 +91,7 @@ def _announce_when_started(server: uvicorn.Server, settings: Settings) -> None:
 
 
 def _start_trainings(
-    server: uvicorn.Server, settings: Settings, step_delay: float | None
+    server: uvicorn.Server, settings: Settings, speed: float
 ) -> list[subprocess.Popen[bytes]]:
     while not server.started and not server.should_exit:
         time.sleep(0.05)
@@ -108,8 +112,8 @@ def _start_trainings(
             "--server",
             url,
         ]
-        if step_delay is not None:
-            cmd += ["--step-delay", str(step_delay)]
+        if speed > 0:
+            cmd += ["--speed", str(speed)]
         procs.append(subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
         print(f"started training {run!r} ({scenario}): {url}/ui/run/{run}", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
@@ -125,7 +129,7 @@ def demo(args: argparse.Namespace) -> int:
     procs: list[subprocess.Popen[bytes]] = []
 
     def launch() -> None:
-        procs.extend(_start_trainings(server, settings, args.step_delay))
+        procs.extend(_start_trainings(server, settings, args.speed))
 
     threading.Thread(target=launch, daemon=True).start()
     try:

@@ -466,8 +466,11 @@ def main(argv: list[str] | None = None) -> int:
     mon = Monitor(run=args.run, server=args.server, config={**asdict(config), "run": args.run})
     try:
         result = train(config, monitor=mon)
-    finally:
-        mon.close()
+    except KeyboardInterrupt:  # Ctrl-C: stop cleanly, keep what was recorded
+        mon.close(status="failed")
+        print(f"{args.run}: stopped")
+        return 130
+    mon.close()
     print(
         f"{args.run}: scenario={config.scenario} steps={result.steps_run} "
         f"modes={result.modes[-1] if result.modes else 'n/a'} "

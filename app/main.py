@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            runtime.save_all()
+            runtime.close()
             store.close()
             app.state.store = None
 

@@ -124,18 +124,27 @@ class BatchIn(BaseModel):
 
 
 class RunIn(BaseModel):
-    """Create or update a run: its configuration and/or status."""
+    """Create or update a run: its configuration, status and/or detector configuration."""
 
     model_config = ConfigDict(extra="forbid")
 
-    config: dict[str, Any] | None = None
+    config: dict[str, Any] | None = Field(None, description="The training's hyper-parameters.")
     status: Literal["running", "finished", "failed"] | None = None
+    detectors: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "Per-run detector configuration: series roles, thresholds, enabled detectors, e.g. "
+            '{"roles": {"loss_d": "errD"}, "spike": {"warn_z": 8}, "enabled": {"drift": false}}. '
+            "See docs/detectors.md."
+        ),
+    )
 
 
 class HealthOut(_Out):
     state: str = "unknown"
     firing: dict[str, int] = Field(default_factory=dict)
     detectors: list[dict[str, Any]] = Field(default_factory=list)
+    pending_evaluations: int = Field(0, description="Embedding evaluations not yet run.")
 
 
 class RunOut(_Out):
@@ -145,6 +154,7 @@ class RunOut(_Out):
     created_at: float
     updated_at: float
     last_step: int | None
+    detectors: dict[str, Any] = Field(default_factory=dict)
     health: HealthOut
 
 

@@ -94,6 +94,10 @@ class Monitor:
         HTTP timeout per request in seconds (default 10.0).
     close_timeout : float
         Longest :meth:`close` waits for delivery (default 10.0 seconds).
+    detectors : mapping, optional
+        Per-run detector configuration sent with the run: series roles, thresholds and which
+        detectors run, e.g. ``{"roles": {"loss_d": "errD"}, "spike": {"warn_z": 8}}`` (see
+        docs/detectors.md). Checked here, so a typo fails at construction, not on the server.
     spool_dir : str or Path, optional
         Directory where queued batches are also written until acknowledged; a later Monitor
         with the same run name and spool_dir sends what was left.
@@ -111,6 +115,7 @@ class Monitor:
         on_alert: Callable[[Alert], Any] | None = None,
         *,
         stop_on: str | None = None,
+        detectors: Mapping[str, Any] | None = None,
         flush_interval: float = 1.0,
         flush_points: int = 10_000,
         max_pending_points: int = 1_000_000,
@@ -150,6 +155,15 @@ class Monitor:
             )
         if on_alert is not None and not callable(on_alert):
             raise ValueError("on_alert must be callable (it receives an Alert), e.g. print")
+        if detectors is not None:
+            from stethoscope.detectors import SuiteConfig
+
+            if not isinstance(detectors, Mapping):
+                raise ValueError(
+                    f"detectors must be a mapping, got {type(detectors).__name__}; "
+                    'e.g. {"roles": {"loss_d": "errD"}}'
+                )
+            SuiteConfig.from_mapping(detectors)  # raises ValueError naming the bad key
         if stop_on is not None and stop_on not in ("warning", "critical"):
             raise ValueError(f"stop_on must be None, 'warning' or 'critical', got {stop_on!r}")
         _positive("flush_interval", flush_interval)
@@ -216,7 +230,10 @@ class Monitor:
             backoff_initial=float(backoff_initial),
             backoff_max=float(backoff_max),
         )
-        self._outbox.put(RunUpdate({"config": json_safe(dict(config or {})), "status": "running"}))
+        start: dict[str, Any] = {"config": json_safe(dict(config or {})), "status": "running"}
+        if detectors is not None:
+            start["detectors"] = json_safe(dict(detectors))
+        self._outbox.put(RunUpdate(start))
         if self._outbox.load_spool():
             _log.info("stethoscope: resending batches left in the spool for run %r", run)
         if server is None:

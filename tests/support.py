@@ -119,3 +119,15 @@ class ResponseDroppingProxy:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def wait_evaluated(http: httpx.Client, run: str, timeout: float = 60.0) -> dict:
+    """Wait until the server has run every queued embedding evaluation of ``run``; its record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        record = http.get(f"/api/v1/runs/{run}").json()
+        if record["health"].get("pending_evaluations", 0) == 0:
+            return record
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run!r} still has queued evaluations after {timeout} s")
+        time.sleep(0.05)

@@ -6,7 +6,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from ..deps import ExistingRun, RunName, StoreDep
+from stethoscope.detectors import SuiteConfig
+
+from ..deps import ExistingRun, RunName, RuntimeDep, StoreDep
 from ..downsample import downsample_indices
 from ..schemas import (
     EmbeddingInfoOut,
@@ -16,14 +18,40 @@ from ..schemas import (
     SeriesInfoOut,
     SeriesOut,
 )
+from ..storage import RunNotFound
 from ..views import embedding_out, run_out
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
 
-@router.put("/{run}", response_model=RunOut, summary="Create a run or update its config/status")
-def put_run(run: RunName, body: RunIn, store: StoreDep) -> RunOut:
-    return run_out(store.upsert_run(run, config=body.config, status=body.status))
+@router.put(
+    "/{run}",
+    response_model=RunOut,
+    summary="Create a run or update its config, status or detector configuration",
+    description=(
+        "Fields left out are kept. A new `detectors` configuration is validated (422 naming the "
+        "bad key) and rebuilds the run's detectors; points stored before are not replayed."
+    ),
+)
+def put_run(run: RunName, body: RunIn, store: StoreDep, runtime: RuntimeDep) -> RunOut:
+    if body.detectors is not None:
+        try:
+            SuiteConfig.from_mapping(body.detectors)
+        except (TypeError, ValueError) as exc:
+            raise HTTPException(
+                422, f"invalid request: detectors: {exc}. See docs/detectors.md, Configuration."
+            ) from None
+        try:
+            previous = store.get_run(run).detectors
+        except RunNotFound:
+            previous = None
+    record = store.upsert_run(
+        run, config=body.config, status=body.status, detectors=body.detectors
+    )
+    if body.detectors is not None and body.detectors != previous:
+        runtime.reconfigure(run)
+        record = store.get_run(run)
+    return run_out(record)
 
 
 @router.get("", response_model=list[RunOut], summary="Every run with its health, newest first")

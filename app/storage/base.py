@@ -25,6 +25,7 @@ class RunRecord:
     updated_at: float
     last_step: int | None
     health: dict[str, Any] = field(default_factory=dict)
+    detectors: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,12 @@ class Store(Protocol):
 
     # runs
     def upsert_run(
-        self, name: str, *, config: Mapping[str, Any] | None = None, status: str | None = None
+        self,
+        name: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        status: str | None = None,
+        detectors: Mapping[str, Any] | None = None,
     ) -> RunRecord: ...
 
     def get_run(self, name: str) -> RunRecord: ...

@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS runs (
     last_step INTEGER,
     health TEXT NOT NULL DEFAULT '{}',
     alert_seq INTEGER NOT NULL DEFAULT 0,
-    detector_state TEXT
+    detector_state TEXT,
+    detectors TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY,
@@ -184,7 +185,12 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ runs
     def upsert_run(
-        self, name: str, *, config: Mapping[str, Any] | None = None, status: str | None = None
+        self,
+        name: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        status: str | None = None,
+        detectors: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         with self._transaction() as cur:
             run_id = self._ensure_run(cur, name)
@@ -198,9 +204,14 @@ class SQLiteStore:
                 cur.execute(
                     "UPDATE runs SET status=?, updated_at=? WHERE id=?", (status, now, run_id)
                 )
+            if detectors is not None:
+                cur.execute(
+                    "UPDATE runs SET detectors=?, updated_at=? WHERE id=?",
+                    (json.dumps(dict(detectors)), now, run_id),
+                )
         return self.get_run(name)
 
-    _RUN_COLUMNS = "name, status, config, created_at, updated_at, last_step, health"
+    _RUN_COLUMNS = "name, status, config, created_at, updated_at, last_step, health, detectors"
 
     @staticmethod
     def _run_record(row: tuple[Any, ...]) -> RunRecord:
@@ -212,6 +223,7 @@ class SQLiteStore:
             updated_at=row[4],
             last_step=row[5],
             health=json.loads(row[6]),
+            detectors=json.loads(row[7]),
         )
 
     def get_run(self, name: str) -> RunRecord:

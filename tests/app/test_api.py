@@ -200,3 +200,48 @@ def test_openapi_documents_the_api(live_server: LiveServer) -> None:
             "/api/v1/runs/{run}/alerts",
         ]:
             assert path in paths, path
+
+
+def test_per_run_detector_configuration(live_server: LiveServer) -> None:
+    with live_server.client() as http:
+        bad = http.put("/api/v1/runs/cfg", json={"detectors": {"spike": {"warn_zz": 3}}})
+        assert bad.status_code == 422
+        assert "warn_zz" in bad.json()["detail"] and "valid" in bad.json()["detail"]
+        bad = http.put("/api/v1/runs/cfg", json={"detectors": {"roles": {"loss_x": "errD"}}})
+        assert bad.status_code == 422 and "loss_x" in bad.json()["detail"]
+        ok = http.put("/api/v1/runs/cfg", json={"detectors": {"enabled": {"nonfinite": False}}})
+        assert ok.status_code == 200 and ok.json()["detectors"] == {"enabled": {"nonfinite": False}}
+        r = http.post("/api/v1/runs/cfg/batches", json=batch({"loss": {"steps": [0, 1], "values": [1.0, "NaN"]}}))
+        assert r.json()["alerts"] == []  # the NaN detector is off for this run, as configured
+        rows = {d["name"]: d for d in http.get("/api/v1/runs/cfg").json()["health"]["detectors"]}
+        assert rows["nonfinite"]["state"] == "unavailable" and "disabled" in rows["nonfinite"]["reason"]
+        # switching it back on rebuilds the detectors: the next NaN is caught
+        http.put("/api/v1/runs/cfg", json={"detectors": {}})
+        r = http.post("/api/v1/runs/cfg/batches", json=batch({"loss": {"steps": [2], "values": ["NaN"]}}))
+        assert [a["key"] for a in r.json()["alerts"]] == ["divergence/nonfinite"]
+
+
+def test_embedding_evaluations_run_off_the_request_path(live_server: LiveServer) -> None:
+    from tests.support import wait_evaluated
+
+    rng = np.random.default_rng(0)
+    angles = 2 * np.pi * np.arange(8) / 8
+    centres = 2 * np.stack([np.cos(angles), np.sin(angles)], 1)
+    with live_server.client() as http:
+        for step in range(0, 1000, 100):
+            real = centres[rng.integers(0, 8, 512)] + 0.02 * rng.standard_normal((512, 2))
+            fake = centres[rng.integers(0, 8, 512)] + 0.02 * rng.standard_normal((512, 2))
+            if step >= 500:
+                fake = centres[0] + 0.02 * rng.standard_normal((512, 2))  # collapsed to one mode
+            r = http.post("/api/v1/runs/emb/batches", json=batch({}, [emb(step, "fake", fake), emb(step, "real", real)]))
+            assert r.status_code == 200 and r.json()["stored_embeddings"] == 2
+        record = wait_evaluated(http, "emb")
+        coverage = http.get("/api/v1/runs/emb/series/stethoscope/collapse/coverage").json()
+        assert coverage["steps"] == list(range(0, 1000, 100))
+        assert min(coverage["values"][:5]) > 0.8 and max(coverage["values"][5:]) < 0.3
+        alerts = http.get("/api/v1/runs/emb/alerts").json()
+        assert [a["kind"] for a in alerts] == ["mode_collapse"] and alerts[0]["first_step"] == 600
+        assert record["health"]["state"] in ("warning", "critical")
+        # the alert reaches the collector on its next batch
+        again = http.post("/api/v1/runs/emb/batches", json=batch({})).json()
+        assert [a["kind"] for a in again["alerts"]] == ["mode_collapse"]

@@ -158,3 +158,21 @@ def test_collector_survives_an_absent_server_and_delivers_later(tmp_path) -> Non
         assert steps == list(range(150)) and values == [float(s) for s in range(150)]
     finally:
         stop_server(server, thread)
+
+
+def test_detector_configuration_travels_with_the_run(live_server: LiveServer) -> None:
+    from stethoscope.collector import Monitor
+
+    with pytest.raises(ValueError, match="warn_zz"):
+        Monitor(run="cfg", server=live_server.url, detectors={"spike": {"warn_zz": 8}})
+    config = {"roles": {"loss_d": "critic_loss"}, "enabled": {"nonfinite": False}}
+    with Monitor(run="cfg", server=live_server.url, detectors=config, flush_interval=0.1) as mon:
+        for step in range(60):
+            mon.log(step, critic_loss=float("nan") if step == 30 else 0.5)
+    with live_server.client() as http:
+        run = http.get("/api/v1/runs/cfg").json()
+        alerts = http.get("/api/v1/runs/cfg/alerts").json()
+    assert run["detectors"] == config
+    assert alerts == []  # the NaN detector was switched off for this run
+    rows = {d["name"]: d for d in run["health"]["detectors"]}
+    assert rows["nonfinite"]["state"] == "unavailable"

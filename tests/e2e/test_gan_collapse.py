@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support import LiveServer, require
+from tests.support import LiveServer, require, wait_evaluated
 
 
 def _train(scenario: str, run: str, server: str) -> object:
@@ -27,8 +27,8 @@ def test_collapse_is_flagged_and_healthy_run_is_quiet(live_server: LiveServer, s
     run = f"gan-{scenario}"
     result = _train(scenario, run, live_server.url)
     with httpx.Client(base_url=live_server.url, timeout=30) as http:
+        health = wait_evaluated(http, run)["health"]
         alerts = http.get(f"/api/v1/runs/{run}/alerts").json()
-        health = http.get(f"/api/v1/runs/{run}").json()["health"]
         coverage = http.get(f"/api/v1/runs/{run}/series/stethoscope/collapse/coverage").json()
     assert coverage["steps"], "the collapse detector produced its coverage signal"
     if scenario == "collapse":

@@ -1,7 +1,8 @@
 """Online training-health detectors (pure numpy/scipy).
 
 The server holds one :class:`DetectorSuite` per run; each detector is also usable on its own.
-Scalar-stream detectors take ``update(steps, values)`` arrays, the gradient detector a mapping of
+Scalar-stream detectors (spike, drift, oscillation, discriminator overfitting) take
+``update(steps, values)`` arrays, the gradient detector a mapping of
 per-parameter norms, the balance detector aligned role arrays, and the collapse detector
 embedding batches (``update(step, fake, real=None)``). All return lists of :class:`Finding`.
 """
@@ -13,6 +14,7 @@ from .findings import KINDS, DetectorStatus, Finding, Remedy
 from .gradients import GradientDetector
 from .metrics import (
     coverage,
+    effective_rank,
     mean_pairwise_distance,
     near_duplicate_rate,
     recall,
@@ -21,6 +23,7 @@ from .metrics import (
 from .naming import is_loss, match_role, parse_grad_norm
 from .nonfinite import NonFiniteDetector
 from .oscillation import OscillationDetector
+from .overfitting import DiscriminatorOverfittingDetector
 from .runtime import COLLAPSE_SIGNALS, FAMILIES, DetectorSuite, SuiteConfig
 from .spikes import DriftDetector, SpikeDetector
 
@@ -32,6 +35,7 @@ __all__ = [
     "Detector",
     "DetectorStatus",
     "DetectorSuite",
+    "DiscriminatorOverfittingDetector",
     "DriftDetector",
     "Finding",
     "GANBalanceDetector",
@@ -42,6 +46,7 @@ __all__ = [
     "SpikeDetector",
     "SuiteConfig",
     "coverage",
+    "effective_rank",
     "is_loss",
     "match_role",
     "mean_pairwise_distance",

@@ -18,12 +18,14 @@ from . import remedies
 from .base import Detector, check_float, check_int, fmt, latch, run_lengths
 from .findings import DetectorStatus, Finding
 
-__all__ = ["GANBalanceDetector", "ROLES"]
+__all__ = ["GANBalanceDetector", "ROLES", "EQUILIBRIUM_SIGNAL"]
 
 #: Inputs of the balance detector, in the order of ``update``'s keyword arguments.
 ROLES = ("d_real", "d_fake", "loss_d", "loss_g")
 KEY = "discriminator_wins"
 LN2 = math.log(2.0)
+#: Derived signal: distance of the rolling means from the BCE equilibrium (0 = at equilibrium).
+EQUILIBRIUM_SIGNAL = "gan/equilibrium_distance"
 
 
 class GANBalanceDetector(Detector):
@@ -38,11 +40,21 @@ class GANBalanceDetector(Detector):
     * ``mean loss_d < d_loss_floor`` (switched off once ``loss_d`` is seen negative, as for
       Wasserstein or hinge losses).
 
-    Either one holding for ``patience`` steps in a row fires a warning. It resolves after
+    ``mean loss_d < d_loss_floor`` is ganhacks' "D loss -> 0" failure mode. Either condition
+    holding for ``patience`` steps in a row fires a warning. It resolves after
     ``resolve_after`` steps in a row that are clearly healthy: accuracy proxy below
     ``accuracy_threshold - hysteresis`` and mean D loss above ``2 * d_loss_floor`` (whichever
     apply), so a run hovering at the threshold does not flap. Nothing fires before ``window``
     points.
+
+    It also measures, never as an alert, how far the run is from the BCE equilibrium of
+    Goodfellow et al. (2014), D(x) = D(G(z)) = 1/2 and summed D loss 2 ln 2:
+    ``equilibrium distance = max(|D(x) - 1/2| / (1/2), |D(G(z)) - 1/2| / (1/2),
+    min(1, |loss_d - loss_d_equilibrium| / loss_d_equilibrium))`` over the rolling means of the
+    roles that are available and usable; 0 at equilibrium, 1 for a perfect discriminator. It is
+    stored every ``window`` points as the signal ``stethoscope/gan/equilibrium_distance``
+    (:meth:`pop_signals`) and summarised in :meth:`status` ("near equilibrium: D loss 1.37,
+    D(x) 0.52, D(G(z)) 0.48").
 
     Parameters
     ----------
@@ -59,6 +71,12 @@ class GANBalanceDetector(Detector):
     hysteresis
         How far below ``accuracy_threshold`` the accuracy proxy must fall to count as healthy
         again (default 0.05).
+    loss_d_equilibrium
+        The D loss at equilibrium (default 2 ln 2 = 1.386, the sum of the real and fake BCE
+        terms; use ln 2 = 0.693 if your D loss averages them).
+    equilibrium_tolerance
+        Equilibrium distance up to which :meth:`status` says "near equilibrium" (default 0.2,
+        heuristic: e.g. D(x) = 0.6).
 
     Examples
     --------
@@ -79,6 +97,8 @@ class GANBalanceDetector(Detector):
         d_loss_floor: float = 0.05,
         resolve_after: int = 50,
         hysteresis: float = 0.05,
+        loss_d_equilibrium: float = 2 * LN2,
+        equilibrium_tolerance: float = 0.2,
     ) -> None:
         super().__init__()
         self.window = window
@@ -87,6 +107,8 @@ class GANBalanceDetector(Detector):
         self.d_loss_floor = d_loss_floor
         self.resolve_after = resolve_after
         self.hysteresis = hysteresis
+        self.loss_d_equilibrium = loss_d_equilibrium
+        self.equilibrium_tolerance = equilibrium_tolerance
         check_int("window", window, 1)
         check_int("patience", patience, 1)
         check_float("accuracy_threshold", accuracy_threshold, 0.5, 1.0, low_open=True,
@@ -94,6 +116,8 @@ class GANBalanceDetector(Detector):
         check_float("d_loss_floor", d_loss_floor, 0.0)
         check_int("resolve_after", resolve_after, 1)
         check_float("hysteresis", hysteresis, 0.0, accuracy_threshold - 0.5)
+        check_float("loss_d_equilibrium", loss_d_equilibrium, 0.0, low_open=True)
+        check_float("equilibrium_tolerance", equilibrium_tolerance, 0.0, 1.0, low_open=True)
         for role in ROLES:
             self._add_state(f"tail_{role}", np.zeros(0))
         self._add_state("seen", {r: 0 for r in ROLES})
@@ -102,6 +126,8 @@ class GANBalanceDetector(Detector):
         self._add_state("loss_ok", True)
         self._add_state("latch", [0, 0, False])
         self._add_state("g_prev_mean", math.nan)
+        self._add_state("last_means", {})  # rolling means at the last point, for status()
+        self._add_state("signal_points", [])  # [step, equilibrium distance] not yet popped
 
     def update(
         self,
@@ -142,6 +168,7 @@ class GANBalanceDetector(Detector):
                 else np.zeros(n, bool)
             near_loss = (means["loss_d"] < 2 * self.d_loss_floor) if self.loss_ok \
                 else np.zeros(n, bool)
+        self._equilibrium(s, means, warm)
         cond = warm & (cond_acc | cond_loss)
         clear = ~(cond | near_acc | near_loss)
         run_t, run_f, firing = self.latch
@@ -157,6 +184,60 @@ class GANBalanceDetector(Detector):
             clear_runs = run_lengths(clear, run_f)
             self.latch = [0, int(clear_runs[-1]), False]
         return out
+
+    def equilibrium_distance(self, means: dict[str, Any]) -> Any:
+        """Distance from the BCE equilibrium of the given rolling means (NaN if none usable)."""
+        parts = []
+        if self.probs_ok:
+            parts.append(np.abs(np.asarray(means["d_real"], float) - 0.5) / 0.5)
+            parts.append(np.abs(np.asarray(means["d_fake"], float) - 0.5) / 0.5)
+        if self.loss_ok:
+            dev = np.abs(np.asarray(means["loss_d"], float) - self.loss_d_equilibrium)
+            parts.append(np.minimum(dev / self.loss_d_equilibrium, 1.0))
+        if not parts:
+            return np.full(np.shape(means["loss_d"]), np.nan)
+        out = parts[0]
+        for p in parts[1:]:
+            out = np.fmax(out, p)  # NaN (role not logged) is ignored
+        return np.minimum(out, 1.0)
+
+    def _equilibrium(self, s: np.ndarray, means: dict[str, np.ndarray], warm: np.ndarray):
+        dist = self.equilibrium_distance(means)
+        last = {r: float(means[r][-1]) for r in ROLES}
+        last["distance"] = float(dist[-1])
+        self.last_means = last
+        pos = np.arange(self.count - s.size, self.count) + 1
+        for i in np.flatnonzero(warm & (pos % self.window == 0) & ~np.isnan(dist)):
+            self.signal_points.append([int(s[i]), float(dist[i])])
+
+    def pop_signals(self) -> dict[str, tuple[list[int], list[float]]]:
+        """Derived points since the last call: ``{"gan/equilibrium_distance": (steps, values)}``.
+
+        One point every ``window`` points (after the first ``window``), so batching does not
+        change them.
+        """
+        pts, self.signal_points = self.signal_points, []
+        if not pts:
+            return {}
+        return {EQUILIBRIUM_SIGNAL: ([p[0] for p in pts], [p[1] for p in pts])}
+
+    def equilibrium_summary(self) -> str:
+        """E.g. "near equilibrium: D loss 1.37, D(x) 0.52, D(G(z)) 0.48"; "" before any data."""
+        m = self.last_means
+        dist = m.get("distance", math.nan)
+        if not m or not math.isfinite(dist):
+            return ""
+        parts = []
+        if self.loss_ok and math.isfinite(m["loss_d"]):
+            parts.append(f"D loss {m['loss_d']:.2f}")
+        if self.probs_ok:
+            if math.isfinite(m["d_real"]):
+                parts.append(f"D(x) {m['d_real']:.2f}")
+            if math.isfinite(m["d_fake"]):
+                parts.append(f"D(G(z)) {m['d_fake']:.2f}")
+        where = ("near equilibrium" if dist <= self.equilibrium_tolerance
+                 else f"away from equilibrium (distance {dist:.2f})")
+        return f"{where}: " + ", ".join(parts)
 
     def _rolling_mean(self, role: str, v: np.ndarray) -> np.ndarray:
         tail = getattr(self, f"tail_{role}")
@@ -237,12 +318,14 @@ class GANBalanceDetector(Detector):
         if self.count < self.window:
             return DetectorStatus(self.name, "waiting",
                                   f"{self.count}/{self.window} points before the rolling means")
+        eq = self.equilibrium_summary()
+        eq = f"; {eq}" if eq else ""
         if self.latch[2]:
-            return DetectorStatus(self.name, "alarm", "the discriminator is winning")
+            return DetectorStatus(self.name, "alarm", "the discriminator is winning" + eq)
         notes = []
         if not (has_probs and self.probs_ok):
             notes.append("D loss only")
         if not (has_loss and self.loss_ok):
             notes.append("D(x)/D(G(z)) only")
         return DetectorStatus(self.name, "ok", "watching D's balance" +
-                              (f" ({', '.join(notes)})" if notes else ""))
+                              (f" ({', '.join(notes)})" if notes else "") + eq)

@@ -11,19 +11,31 @@ Signals (ratio = fake value / real-vs-real value):
 - coverage (Naeem 2020, k = 5) and recall (Kynkäänniemi 2019, k = 3) against R1;
 - Vendi score (Friedman & Dieng 2022) with an RBF kernel of bandwidth
   ``bandwidth_scale x median pairwise distance of R1`` (meaningful at d = 2 as at d = 512);
-- mean pairwise distance and near-duplicate rate (informational).
+- mean pairwise distance and near-duplicate rate (informational);
+- effective rank (Roy & Vetterli 2007; RankMe, Garrido 2023) of the centred embeddings, for
+  ``d >= rank_min_dim``: its ratio to the run's own best and, with reals, to the reals' at the
+  same n. A fall to ``threshold`` x its best for ``patience`` evaluations after warm-up is
+  dimensional collapse (key ``mode_collapse/dimensional``), also without reals.
 
 An evaluation is "collapsed" when at least two of coverage, recall and Vendi ratios are below
 ``threshold``. ``patience`` collapsed evaluations in a row fire (after ``warmup`` evaluations);
 ``patience`` healthy ones in a row resolve. Without reals, the generated batch is judged against
 its own history: Vendi and mean pairwise distance below ``threshold`` times the best seen so far
 (at a bandwidth frozen from the largest spread seen), with lower confidence stated in the
-message and the evidence.
+message and the evidence. The warm-up evaluations do not count as "best": an untrained
+generator's output is no reference.
+
+Every evaluation is bounded: at most ``max_samples`` points per set (``vendi_samples`` for the
+eigendecompositions), and BLAS limited to ``blas_threads`` threads while it runs (through
+threadpoolctl when it is installed; otherwise set ``OPENBLAS_NUM_THREADS=1`` in the server's
+environment).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -32,9 +44,25 @@ from . import metrics, remedies
 from .base import Detector, check_float, check_int, fmt
 from .findings import DetectorStatus, Finding
 
-__all__ = ["CollapseDetector"]
+__all__ = ["CollapseDetector", "KEY", "DIMENSIONAL_KEY"]
 
 KEY = "mode_collapse"
+DIMENSIONAL_KEY = "mode_collapse/dimensional"
+
+
+@contextlib.contextmanager
+def _blas_threads(limit: int | None) -> Iterator[None]:
+    """Limit BLAS threads (threadpoolctl, if installed) for the duration of an evaluation."""
+    if limit is None:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: OPENBLAS_NUM_THREADS=1 does the same for the whole process
+        yield
+        return
+    with threadpool_limits(limits=limit, user_api="blas"):
+        yield
 
 
 class CollapseDetector(Detector):
@@ -66,6 +94,13 @@ class CollapseDetector(Detector):
         nearest-neighbour distance (default 0.1).
     seed
         Seed of the deterministic subsampling (default 0).
+    rank_min_dim
+        Smallest embedding dimension d for which the effective rank is computed and judged
+        (default 8): at d = 2 the rank (at most 2) says nothing about collapse.
+    blas_threads
+        BLAS threads while an evaluation runs (default 1: as fast as more threads on an idle
+        machine, and 2-10x faster on a busy one); ``None`` leaves BLAS alone. Needs
+        threadpoolctl; without it, set ``OPENBLAS_NUM_THREADS=1``.
 
     Attributes
     ----------
@@ -102,6 +137,8 @@ class CollapseDetector(Detector):
         bandwidth_scale: float = 0.5,
         duplicate_fraction: float = 0.1,
         seed: int = 0,
+        rank_min_dim: int = 8,
+        blas_threads: int | None = 1,
     ) -> None:
         super().__init__()
         self.k_coverage = k_coverage
@@ -114,6 +151,8 @@ class CollapseDetector(Detector):
         self.bandwidth_scale = bandwidth_scale
         self.duplicate_fraction = duplicate_fraction
         self.seed = seed
+        self.rank_min_dim = rank_min_dim
+        self.blas_threads = blas_threads
         check_int("k_coverage", k_coverage, 1, 50)
         check_int("k_recall", k_recall, 1, 50)
         check_float("threshold", threshold, 0.0, 1.0, low_open=True, high_open=True)
@@ -124,6 +163,9 @@ class CollapseDetector(Detector):
         check_float("bandwidth_scale", bandwidth_scale, 0.0, low_open=True)
         check_float("duplicate_fraction", duplicate_fraction, 0.0, 1.0)
         check_int("seed", seed, 0)
+        check_int("rank_min_dim", rank_min_dim, 3)
+        if blas_threads is not None:
+            check_int("blas_threads", blas_threads, 1)
         self._add_state("evaluations", 0)
         self._add_state("collapsed_run", 0)
         self._add_state("healthy_run", 0)
@@ -135,6 +177,10 @@ class CollapseDetector(Detector):
         self._add_state("best_distance", 0.0)
         self._add_state("last_metrics", {})
         self._add_state("last_reason", "")
+        self._add_state("best_rank", 0.0)  # best effective rank after warm-up
+        self._add_state("rank_collapsed_run", 0)
+        self._add_state("rank_healthy_run", 0)
+        self._add_state("rank_firing", False)
 
     @property
     def min_samples(self) -> int:
@@ -160,6 +206,11 @@ class CollapseDetector(Detector):
             return []
         rng = np.random.default_rng([self.seed, self.evaluations])
         self.evaluations += 1
+        with _blas_threads(self.blas_threads):
+            return self._evaluate(int(step), fake, real, rng)
+
+    def _evaluate(self, step: int, fake: np.ndarray, real: np.ndarray | None,
+                  rng: np.random.Generator) -> list[Finding]:
         if real is not None and real.shape[0] >= 2 * self.min_samples:
             m, collapsed, severity = self._with_reals(fake, real, rng)
             self.mode = "real"
@@ -181,18 +232,64 @@ class CollapseDetector(Detector):
         else:
             self.healthy_run += 1
             self.collapsed_run = 0
+        out: list[Finding] = []
         if not self.firing and self.collapsed_run >= self.patience:
             self.firing = True
-            return [self._fire(int(step), m, severity)]
-        if self.firing and self.healthy_run >= self.patience:
+            out.append(self._fire(step, m, severity))
+        elif self.firing and self.healthy_run >= self.patience:
             self.firing = False
             msg = (
                 f"Sample diversity recovered: {self.healthy_run} evaluations in a row without "
                 f"collapse (step {step})."
             )
-            return [self._finding("mode_collapse", KEY, "warning", "resolved", int(step), msg,
-                                  dict(m), (), "G")]
+            out.append(self._finding("mode_collapse", KEY, "warning", "resolved", step, msg,
+                                     dict(m), (), "G"))
+        return out + self._rank_decision(step, m)
+
+    def _rank_decision(self, step: int, m: dict[str, float]) -> list[Finding]:
+        """Dimensional collapse: effective rank <= threshold x its best after warm-up."""
+        if "effective_rank" not in m:
+            return []
+        judged = self.evaluations > self.warmup
+        low = judged and m["effective_rank_vs_best"] <= self.threshold
+        if low and m.get("reference_is_real"):  # with reals, also below the reals' rank
+            low = m["effective_rank_ratio"] <= self.threshold
+        if low:
+            self.rank_collapsed_run += 1
+            self.rank_healthy_run = 0
+        else:
+            self.rank_healthy_run += 1
+            self.rank_collapsed_run = 0
+        # point collapse implies rank collapse: say it once, as mode_collapse
+        if not self.rank_firing and self.rank_collapsed_run >= self.patience and not self.firing:
+            self.rank_firing = True
+            return [self._fire_rank(step, m)]
+        if self.rank_firing and self.rank_healthy_run >= self.patience:
+            self.rank_firing = False
+            msg = (
+                f"The embeddings' effective rank recovered to {fmt(m['effective_rank'])} "
+                f"({fmt(m['effective_rank_vs_best'])}x its best) for {self.rank_healthy_run} "
+                f"evaluations in a row (step {step})."
+            )
+            return [self._finding("mode_collapse", DIMENSIONAL_KEY, "warning", "resolved", step,
+                                  msg, dict(m), (), "G")]
         return []
+
+    def _rank(self, m: dict[str, float], f_dist: np.ndarray, r_dist: np.ndarray | None,
+              d: int) -> None:
+        """Add the effective-rank signals to ``m`` (d >= rank_min_dim only)."""
+        if d < self.rank_min_dim:
+            return
+        er = metrics.effective_rank(None, d_self=f_dist)
+        if self.evaluations >= max(self.warmup, 1):
+            self.best_rank = max(self.best_rank, er)
+        m["effective_rank"] = er
+        m["effective_rank_best"] = self.best_rank
+        m["effective_rank_vs_best"] = er / self.best_rank if self.best_rank > 0 else math.nan
+        if r_dist is not None:
+            er_r = metrics.effective_rank(None, d_self=r_dist)
+            m["effective_rank_ref"] = er_r
+            m["effective_rank_ratio"] = er / er_r if er_r > 0 else math.nan
 
     # ------------------------------------------------------------------------------ internals
     def _check(self, x: Any, name: str) -> np.ndarray:
@@ -233,6 +330,8 @@ class CollapseDetector(Detector):
         nv = min(s, self.vendi_samples)  # same n for both: the Vendi score grows with n
         v_f = metrics.vendi_score(f[:nv], bw, d_self=dff[:nv, :nv])
         v_r = metrics.vendi_score(r2[:nv], bw, d_self=d22[:nv, :nv])
+        rank: dict[str, float] = {}
+        self._rank(rank, dff[:nv, :nv], d22[:nv, :nv], f.shape[1])
         mpd_f = metrics.mean_pairwise_distance(f, d_self=dff)
         mpd_r = metrics.mean_pairwise_distance(r2, d_self=d22)
         eps = self.duplicate_fraction * float(np.median(metrics.knn_radii(d11, 1)))
@@ -258,6 +357,7 @@ class CollapseDetector(Detector):
             "samples": float(s),
             "bandwidth": bw,
             "reference_is_real": 1.0,
+            **rank,
         }
         lows = [m[k] < self.threshold for k in ("coverage_ratio", "recall_ratio", "vendi_ratio")]
         collapsed = sum(lows) >= 2
@@ -268,32 +368,37 @@ class CollapseDetector(Detector):
         f = self._sub(fake, self.max_samples, rng)
         dff = metrics.pairwise_distances(f)
         med = metrics.median_pairwise_distance(dff)
-        self.spread_max = max(self.spread_max, med)
-        bw = self.bandwidth if math.isfinite(self.bandwidth) else (
-            self.bandwidth_scale * self.spread_max)
+        # the last warm-up evaluation and later ones are references; earlier ones (an untrained
+        # generator, possibly scattered or all alike) are not
+        track = self.evaluations >= max(self.warmup, 1)
+        if track:
+            self.spread_max = max(self.spread_max, med)
+        spread = self.spread_max if self.spread_max > 0 else med
+        bw = self.bandwidth if math.isfinite(self.bandwidth) else self.bandwidth_scale * spread
         bw = max(bw, 1e-12)
         nv = min(f.shape[0], self.vendi_samples)
         v_f = metrics.vendi_score(f[:nv], bw, d_self=dff[:nv, :nv])
         mpd_f = metrics.mean_pairwise_distance(f, d_self=dff)
-        best_v = max(self.best_vendi, v_f)
-        best_d = max(self.best_distance, mpd_f)
+        had_best = self.best_vendi > 0
+        if track:
+            self.best_vendi = max(self.best_vendi, v_f)
+            self.best_distance = max(self.best_distance, mpd_f)
+        best_v, best_d = self.best_vendi, self.best_distance
         v_ratio = v_f / best_v if best_v > 0 else math.nan
         d_ratio = mpd_f / best_d if best_d > 0 else math.nan
-        collapsed = (
-            self.best_vendi > 0 and v_ratio < self.threshold and d_ratio < self.threshold
-        )
-        self.best_vendi, self.best_distance = best_v, best_d
+        collapsed = had_best and v_ratio < self.threshold and d_ratio < self.threshold
         nn = metrics.knn_radii(dff, 1) if f.shape[0] > 1 else np.zeros(1)
         m = {
             "vendi": v_f,
             "vendi_best": best_v,
             "vendi_ratio": v_ratio,
             "distance_ratio": d_ratio,
-            "duplicate_rate": float(np.mean(nn < self.duplicate_fraction * 0.1 * self.spread_max)),
+            "duplicate_rate": float(np.mean(nn < self.duplicate_fraction * 0.1 * spread)),
             "samples": float(f.shape[0]),
             "bandwidth": bw,
             "reference_is_real": 0.0,
         }
+        self._rank(m, dff[:nv, :nv], None, f.shape[1])
         return m, collapsed
 
     def _fire(self, step: int, m: dict[str, float], severity: str) -> Finding:
@@ -321,6 +426,29 @@ class CollapseDetector(Detector):
         return self._finding("mode_collapse", KEY, severity, "firing", step, msg, dict(m),
                              remedies.MODE_COLLAPSE, "G")
 
+    def _fire_rank(self, step: int, m: dict[str, float]) -> Finding:
+        head = (
+            f"Dimensional collapse: the effective rank of the embeddings fell to "
+            f"{fmt(m['effective_rank'])}, {fmt(m['effective_rank_vs_best'])}x the best seen in "
+            f"this run ({fmt(m['effective_rank_best'])}), for {self.rank_collapsed_run} "
+            f"evaluations in a row (step {step}; threshold {fmt(self.threshold)}x, n = "
+            f"{min(int(m['samples']), self.vendi_samples)})."
+        )
+        if m.get("reference_is_real"):
+            tail = (
+                f" Real embeddings at the same n have an effective rank of "
+                f"{fmt(m['effective_rank_ref'])} (ratio {fmt(m['effective_rank_ratio'])}). The "
+                f"outputs vary along far fewer directions than the data."
+            )
+        else:
+            tail = (
+                " Lower confidence: there are no real embeddings to compare with, so this is "
+                "judged against the run's own history. The embeddings vary along far fewer "
+                "directions than before (Jing et al. 2022; RankMe, Garrido et al. 2023)."
+            )
+        return self._finding("mode_collapse", DIMENSIONAL_KEY, "warning", "firing", step,
+                             head + tail, dict(m), remedies.DIMENSIONAL_COLLAPSE, "G")
+
     def status(self) -> DetectorStatus:
         if self.evaluations == 0:
             reason = self.last_reason or (
@@ -331,6 +459,11 @@ class CollapseDetector(Detector):
             return DetectorStatus(self.name, "waiting",
                                   f"{self.evaluations}/{self.warmup} warm-up evaluations")
         note = f" ({self.last_reason})" if self.last_reason else ""
-        if self.firing:
-            return DetectorStatus(self.name, "alarm", "mode collapse" + note)
+        m = self.last_metrics
+        if "effective_rank" in m:
+            note += (f"; effective rank {fmt(m['effective_rank'])} "
+                     f"({fmt(m['effective_rank_vs_best'])}x its best)")
+        if self.firing or self.rank_firing:
+            what = "mode collapse" if self.firing else "dimensional collapse"
+            return DetectorStatus(self.name, "alarm", what + note)
         return DetectorStatus(self.name, "ok", f"{self.evaluations} evaluations{note}")

@@ -13,6 +13,9 @@ References
   Models (recall).
 - Friedman & Dieng 2022, The Vendi Score: A Diversity Evaluation Metric for Machine Learning.
 - Arora et al. 2017/2018, Do GANs learn the distribution? (birthday paradox, near-duplicates).
+- Roy & Vetterli 2007, The effective rank: a measure of effective dimensionality; Garrido et al.
+  2023, RankMe; Jing et al. 2022, Understanding Dimensional Collapse in Contrastive
+  Self-supervised Learning (effective rank).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "vendi_score",
     "mean_pairwise_distance",
     "near_duplicate_rate",
+    "effective_rank",
 ]
 
 
@@ -155,3 +159,47 @@ def near_duplicate_rate(x: np.ndarray, eps: float, *, d_self: np.ndarray | None 
         return 0.0
     nn = knn_radii(d_self, 1)
     return float(np.mean(nn < eps))
+
+
+def effective_rank(
+    x: np.ndarray | None, *, center: bool = True, d_self: np.ndarray | None = None
+) -> float:
+    """Effective rank of an embedding matrix (Roy & Vetterli 2007).
+
+    ``exp(-sum_i p_i log p_i)`` with ``p_i = s_i / sum_j s_j`` over the singular values ``s_i``
+    of ``x`` (rows centred by default, so a shared offset is not a dimension: the spectrum is
+    that of the covariance, as in Jing et al. 2022; RankMe, Garrido et al. 2023, uses the same
+    entropy). Ranges from 1 (all variation along one direction, or none) to ``min(n - 1, d)``
+    (isotropic). Falls when embeddings collapse onto a few dimensions. It grows with n while
+    n < d: compare values at the same n.
+
+    With ``d_self`` (the rows' Euclidean distance matrix, centred case only) the spectrum comes
+    from the doubly centred Gram matrix ``-J D^2 J / 2`` (classical MDS), which costs O(n^3)
+    whatever d, and ``x`` may be None.
+
+    >>> rng = np.random.default_rng(0)
+    >>> round(effective_rank(rng.standard_normal((2000, 8))), 1)
+    8.0
+    >>> round(effective_rank(rng.standard_normal((2000, 2)) @ rng.standard_normal((2, 64))), 1)
+    2.0
+    """
+    if d_self is not None and center:
+        n = d_self.shape[0]
+        if n < 2:
+            return 1.0
+        d2 = d_self**2
+        g = -0.5 * (d2 - d2.mean(axis=0, keepdims=True) - d2.mean(axis=1, keepdims=True)
+                    + d2.mean())
+        s = np.sqrt(np.clip(np.linalg.eigvalsh((g + g.T) / 2.0), 0.0, None))
+    else:
+        a = _as2d(x, "x")
+        if center:
+            a = a - a.mean(axis=0, keepdims=True)
+        if a.shape[0] < 2 and center:
+            return 1.0
+        s = np.linalg.svd(a, compute_uv=False)
+    total = float(s.sum())
+    if not total > 0:
+        return 1.0
+    p = s[s > total * 1e-12] / total
+    return float(np.exp(-np.sum(p * np.log(p))))

@@ -32,6 +32,8 @@ ROLE_NAMES = {
     "loss_g": "generator loss",
     "d_real": "D(x), the discriminator's mean output on real samples",
     "d_fake": "D(G(z)), the discriminator's mean output on generated samples",
+    "d_real_sign": "r_t = E[sign(D(x_real))], the mean sign of D's logits on real samples "
+                   "(StyleGAN2-ADA's overfitting heuristic, in [-1, 1])",
 }
 
 #: Normalised spellings per role, most preferred first.
@@ -53,6 +55,11 @@ ROLE_PATTERNS: dict[str, tuple[str, ...]] = {
         "dgz1", "dgz", "dfake", "dgzmean", "dfakemean", "fakescore", "scorefake", "doutfake",
         "dofgz", "predfake", "fakepred", "dprobfake", "fakeprob", "dgz2",
     ),
+    # StyleGAN2-ADA reports it as "Loss/signs/real"; the paper calls it r_t
+    "d_real_sign": (
+        "rt", "adart", "drealsign", "realsign", "signreal", "dxsign", "signdx",
+        "losssignsreal", "signsreal", "drealsignmean", "realsignmean", "overfittingrt",
+    ),
 }
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]")
@@ -72,6 +79,8 @@ def match_role(name: str) -> str | None:
 
     >>> [match_role(n) for n in ("errD", "g_loss", "D_x", "D_G_z1", "d_fake", "loss")]
     ['loss_d', 'loss_g', 'd_real', 'd_fake', 'd_fake', None]
+    >>> [match_role(n) for n in ("r_t", "D_real_sign", "Loss/signs/real", "Loss/scores/real")]
+    ['d_real_sign', 'd_real_sign', 'd_real_sign', None]
     """
     if name.startswith((GRAD_PREFIX, SIGNAL_PREFIX)):
         return None
@@ -97,7 +106,10 @@ def is_loss(name: str) -> bool:
     """
     if name.startswith((GRAD_PREFIX, SIGNAL_PREFIX)):
         return False
-    return "loss" in name.lower() or match_role(name) in ("loss_d", "loss_g")
+    role = match_role(name)
+    if role is not None:  # "Loss/signs/real" is StyleGAN2-ADA's r_t, not a loss
+        return role in ("loss_d", "loss_g")
+    return "loss" in name.lower()
 
 
 def parse_grad_norm(name: str) -> tuple[str, str] | None:

@@ -10,7 +10,9 @@ __all__ = [
     "VANISHING",
     "EXPLODING",
     "DISCRIMINATOR_WINS",
+    "DISCRIMINATOR_OVERFITTING",
     "MODE_COLLAPSE",
+    "DIMENSIONAL_COLLAPSE",
     "OSCILLATION",
 ]
 
@@ -81,5 +83,26 @@ MODE_COLLAPSE = (
     Remedy(
         "Minibatch standard-deviation layer in the discriminator",
         "Karras et al. 2018, Progressive Growing of GANs",
+    ),
+)
+DISCRIMINATOR_OVERFITTING = (
+    Remedy(
+        "Adaptive discriminator augmentation (ADA): augment every image D sees with a "
+        "probability p tuned so that r_t stays near 0.6",
+        "Karras et al. 2020, Training Generative Adversarial Networks with Limited Data",
+    ),
+    Remedy(
+        "DiffAugment: the same differentiable augmentations (colour, translation, cutout) on "
+        "real and generated samples, for both D and G updates",
+        "Zhao et al. 2020, Differentiable Augmentation for Data-Efficient GAN Training",
+    ),
+    _R1,
+)
+DIMENSIONAL_COLLAPSE = MODE_COLLAPSE + (
+    Remedy(
+        "Self-supervised encoders: a variance/covariance (decorrelation) term on the embeddings, "
+        "or a projector head and stronger augmentations",
+        "Bardes et al. 2022, VICReg; Jing et al. 2022, Understanding Dimensional Collapse in "
+        "Contrastive Self-supervised Learning",
     ),
 )

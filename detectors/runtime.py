@@ -9,6 +9,7 @@ detector's health (including the ones that cannot run and why) and serialises ev
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -32,6 +33,7 @@ from .naming import (
 )
 from .nonfinite import NonFiniteDetector
 from .oscillation import OscillationDetector
+from .overfitting import DiscriminatorOverfittingDetector
 from .spikes import DriftDetector, SpikeDetector
 
 __all__ = ["SuiteConfig", "DetectorSuite", "FAMILIES", "COLLAPSE_SIGNALS"]
@@ -44,6 +46,7 @@ FAMILIES: dict[str, type[Detector]] = {
     "oscillation": OscillationDetector,
     "gradients": GradientDetector,
     "balance": GANBalanceDetector,
+    "overfitting": DiscriminatorOverfittingDetector,
     "collapse": CollapseDetector,
 }
 _SUBJECT_ARG = {"spike": "series", "drift": "series", "oscillation": "series",
@@ -52,12 +55,28 @@ _SUBJECT_ARG = {"spike": "series", "drift": "series", "oscillation": "series",
 #: Collapse metrics stored as ``stethoscope/collapse/<name>`` after each evaluation.
 COLLAPSE_SIGNALS = (
     "coverage", "recall", "vendi", "vendi_ratio", "coverage_ratio", "recall_ratio",
-    "distance_ratio", "duplicate_rate",
+    "distance_ratio", "duplicate_rate", "effective_rank", "effective_rank_ratio",
+    "effective_rank_vs_best",
 )
+#: Roles whose series are D's outputs, not losses (never fed to the spike and drift detectors).
+_OUTPUT_ROLES = ("d_real", "d_fake", "d_real_sign")
 
 
 def _frozen(m: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(m or {}))
+
+
+def _unknown(where: str, what: str, bad: Iterable[Any], valid: Iterable[str]) -> ValueError:
+    """``ValueError`` naming each bad key (with a close match, if any) and every valid one."""
+    valid = list(valid)
+    parts = []
+    for key in sorted(map(str, bad)):
+        close = difflib.get_close_matches(key, valid, n=1) or difflib.get_close_matches(
+            key.lower(), valid, n=1)
+        parts.append(repr(key) + (f" (did you mean {close[0]!r}?)" if close else ""))
+    plural = "s" if len(parts) > 1 else ""
+    return ValueError(f"{where}: unknown {what}{plural} {', '.join(parts)}; valid {what}s: "
+                      f"{', '.join(valid)}")
 
 
 @dataclass(frozen=True)
@@ -68,7 +87,8 @@ class SuiteConfig:
     ----------
     roles
         Explicit ``{role: series name}``, overriding name matching. Roles: ``loss_d``,
-        ``loss_g``, ``d_real`` (D(x)), ``d_fake`` (D(G(z))).
+        ``loss_g``, ``d_real`` (D(x)), ``d_fake`` (D(G(z))), ``d_real_sign`` (StyleGAN2-ADA's
+        ``r_t = E[sign(D(x_real))]``).
     losses
         Explicit list of loss series for the spike and drift detectors; ``None`` (default)
         means every series whose name contains "loss" plus the GAN loss roles.
@@ -77,7 +97,7 @@ class SuiteConfig:
     enabled
         ``{family: bool}`` to switch families off (the health view then says so). Families:
         ``nonfinite``, ``spike``, ``drift``, ``oscillation``, ``gradients``, ``balance``,
-        ``collapse``.
+        ``overfitting``, ``collapse``.
     spike_grad_norms
         Also run the spike detector on each module's total gradient norm
         (``grad_norm/<module>/total``), since gradient-norm spikes often come before loss
@@ -87,19 +107,26 @@ class SuiteConfig:
         False: adversarial losses rise and fall in healthy runs, e.g. the D loss climbs towards
         2 ln 2 as G catches up; their divergence is covered by the NaN, spike, oscillation and
         balance detectors).
-    nonfinite, spike, drift, oscillation, gradients, balance, collapse
+    nonfinite, spike, drift, oscillation, gradients, balance, overfitting, collapse
         Keyword arguments overriding the defaults of each family's detector class, e.g.
         ``spike={"warn_z": 8.0}``. Checked at once by building a detector with them.
 
     Examples
     --------
-    >>> cfg = SuiteConfig.from_mapping({"spike": {"warn_z": 8.0}, "roles": {"loss_d": "dl"}})
-    >>> cfg.spike["warn_z"], cfg.roles["loss_d"]
-    (8.0, 'dl')
+    A run's ``detectors`` config, as a user would write it in JSON:
+
+    >>> cfg = SuiteConfig.from_mapping({"roles": {"loss_d": "errD", "loss_g": "errG"},
+    ...                                 "spike": {"warn_z": 8}, "enabled": {"drift": False}})
+    >>> cfg.spike["warn_z"], cfg.roles["loss_d"], cfg.is_enabled("drift")
+    (8, 'errD', False)
     >>> SuiteConfig.from_mapping({"spike": {"warn_z": -1}})
     Traceback (most recent call last):
     ...
     ValueError: config.spike: warn_z must be a finite number in (0.0, inf], got -1
+    >>> SuiteConfig.from_mapping({"spikes": {"warn_z": 8}})
+    Traceback (most recent call last):
+    ...
+    ValueError: config: unknown field 'spikes' (did you mean 'spike'?); valid fields: roles, ...
     """
 
     roles: Mapping[str, str] = field(default_factory=dict)
@@ -114,15 +141,17 @@ class SuiteConfig:
     oscillation: Mapping[str, Any] = field(default_factory=dict)
     gradients: Mapping[str, Any] = field(default_factory=dict)
     balance: Mapping[str, Any] = field(default_factory=dict)
+    overfitting: Mapping[str, Any] = field(default_factory=dict)
     collapse: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("roles", "enabled"):
+            if not isinstance(getattr(self, name) or {}, Mapping):
+                raise ValueError(f"config.{name} must be a mapping, got {getattr(self, name)!r}")
         roles = dict(self.roles or {})
         for role, name in roles.items():
             if role not in ROLE_NAMES:
-                raise ValueError(
-                    f"config.roles: unknown role {role!r}; roles are {sorted(ROLE_NAMES)}"
-                )
+                raise _unknown("config.roles", "role", [role], ROLE_NAMES)
             if not isinstance(name, str) or not name:
                 raise ValueError(f"config.roles[{role!r}] must be a series name, got {name!r}")
         object.__setattr__(self, "roles", _frozen(roles))
@@ -137,8 +166,7 @@ class SuiteConfig:
         enabled = dict(self.enabled or {})
         for fam, on in enabled.items():
             if fam not in FAMILIES:
-                raise ValueError(f"config.enabled: unknown detector {fam!r}; "
-                                 f"known: {sorted(FAMILIES)}")
+                raise _unknown("config.enabled", "detector", [fam], FAMILIES)
             if not isinstance(on, bool):
                 raise ValueError(f"config.enabled[{fam!r}] must be true or false, got {on!r}")
         object.__setattr__(self, "enabled", _frozen(enabled))
@@ -154,7 +182,7 @@ class SuiteConfig:
             valid = _param_names(cls)
             unknown = sorted(set(params) - set(valid))
             if unknown:
-                raise ValueError(f"config.{fam}: unknown parameter(s) {unknown}; valid: {valid}")
+                raise _unknown(f"config.{fam}", "parameter", unknown, valid)
             try:
                 _build(fam, "probe", params)
             except (ValueError, TypeError) as exc:
@@ -171,9 +199,9 @@ class SuiteConfig:
         if not isinstance(m, Mapping):
             raise ValueError(f"config must be a mapping or SuiteConfig, got {type(m).__name__}")
         names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(m) - set(names))
+        unknown = sorted(set(m) - set(names), key=str)
         if unknown:
-            raise ValueError(f"config: unknown field(s) {unknown}; valid fields: {names}")
+            raise _unknown("config", "field", unknown, names)
         return cls(**dict(m))
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,6 +268,7 @@ class DetectorSuite:
         self._roles: dict[str, str] = dict(cfg.roles)
         self._nonfinite = _build("nonfinite", None, cfg.nonfinite)
         self._balance = _build("balance", None, cfg.balance)
+        self._overfitting = _build("overfitting", None, cfg.overfitting)
         self._collapse = _build("collapse", None, cfg.collapse)
         self._per: dict[str, dict[str, Detector]] = {
             "spike": {}, "drift": {}, "oscillation": {}, "gradients": {}
@@ -264,6 +293,8 @@ class DetectorSuite:
         return {name: role for role, name in self._roles.items()}
 
     def _is_loss(self, name: str, role: str | None) -> bool:
+        if role in _OUTPUT_ROLES:
+            return self.config.losses is not None and name in self.config.losses
         if self.config.losses is not None:
             return name in self.config.losses or role in ("loss_d", "loss_g")
         return is_loss(name) or role in ("loss_d", "loss_g")
@@ -324,7 +355,10 @@ class DetectorSuite:
                 gan = role in ("loss_d", "loss_g")
                 if on("drift") and (cfg.drift_gan_losses or not gan):
                     out += self._get("drift", name).update(s, v)
-            if role is not None:
+            if role == "d_real_sign":
+                if on("overfitting"):
+                    out += self._overfitting.update(s, v)
+            elif role is not None:
                 role_data[role] = (s, v)
                 if role in ("loss_d", "loss_g") and on("oscillation"):
                     out += self._get("oscillation", name).update(s, v)
@@ -335,6 +369,10 @@ class DetectorSuite:
                 out += self._get("gradients", module).update(norms)
         if role_data and on("balance"):
             out += self._update_balance(role_data)
+            for key, (steps, values) in self._balance.pop_signals().items():
+                sig = self._signals.setdefault(f"{SIGNAL_PREFIX}{key}", ([], []))
+                sig[0].extend(steps)
+                sig[1].extend(values)
         out.sort(key=lambda f: f.step)
         return out
 
@@ -443,6 +481,10 @@ class DetectorSuite:
                     f" among {len(seen)} series ({some})" if seen else "") +
                     "; map yours with config roles={'d_real': ..., 'd_fake': ..., 'loss_d': ...}")
             rows.append(st)
+        if not cfg.is_enabled("overfitting"):
+            rows.append(off("overfitting"))
+        else:
+            rows.append(self._overfitting.status())
         if not cfg.is_enabled("collapse"):
             rows.append(off("collapse"))
         else:
@@ -467,6 +509,7 @@ class DetectorSuite:
             "roles": dict(self._roles),
             "nonfinite": self._nonfinite.state_dict(),
             "balance": self._balance.state_dict(),
+            "overfitting": self._overfitting.state_dict(),
             "collapse": self._collapse.state_dict(),
             "per_series": {
                 fam: {k: d.state_dict() for k, d in dets.items()} for fam, dets in self._per.items()
@@ -489,6 +532,8 @@ class DetectorSuite:
         self._roles = dict(state["roles"])
         self._nonfinite.load_state_dict(state["nonfinite"])
         self._balance.load_state_dict(state["balance"])
+        if "overfitting" in state:  # absent from states saved before it existed
+            self._overfitting.load_state_dict(state["overfitting"])
         self._collapse.load_state_dict(state["collapse"])
         for fam, dets in state["per_series"].items():
             if fam not in self._per:

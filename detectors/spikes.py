@@ -19,6 +19,7 @@ import numpy as np
 from . import remedies
 from .base import Detector, as_arrays, check_choice, check_float, check_int, fmt
 from .findings import DetectorStatus, Finding
+from .naming import parse_grad_norm
 
 __all__ = ["SpikeDetector", "DriftDetector"]
 
@@ -238,11 +239,18 @@ class SpikeDetector(_RollingReference):
         med = self._median_raw()
         unit = "log-scale " if self.log_mode else ""
         ratio_txt = f" ({fmt(value / med)}x the median)" if self.log_mode else ""
+        grad = parse_grad_norm(self.series)
+        if grad is not None:
+            why = (
+                f" An early sign of divergence: spikes in {grad[0]}'s gradient norm usually come "
+                f"before the loss spikes or turns NaN (OLMo 2; ZClip clips on the same signal)."
+            )
+        else:
+            why = " Loss spikes often precede divergence; gradient-norm spikes usually come first."
         message = (
             f"{self.series} jumped to {fmt(value)} at step {step}: {fmt(z)} robust standard "
             f"deviations ({unit}median/MAD over the last {self.buffer.size} points) above its "
-            f"rolling median {fmt(med)}{ratio_txt}. Loss spikes often precede divergence; "
-            f"gradient-norm spikes usually come first."
+            f"rolling median {fmt(med)}{ratio_txt}.{why}"
         )
         evidence = {
             "value": value,
@@ -251,6 +259,7 @@ class SpikeDetector(_RollingReference):
             "robust_scale": self.spread,
             "ratio_to_median": value / med if self.log_mode and med else math.nan,
             "window_points": float(self.buffer.size),
+            "gradient_norm": 1.0 if grad is not None else 0.0,
         }
         return self._finding(
             "divergence", self.key, severity, "firing", step, message, evidence,

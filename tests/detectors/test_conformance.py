@@ -106,6 +106,10 @@ def bal_warm(det):
     return det.update(s, **roles)
 
 
+# discriminator overfitting: r_t near ADA's 0.6, then near 1 from step 400
+RT = np.clip(np.where(T < 400, 0.6, 0.97) + 0.05 * rng.standard_normal(1200), -1, 1)
+
+
 def col_feed(det, part):
     out = []
     for i in range(4):
@@ -155,10 +159,18 @@ CASES = {
         [("window", 0), ("accuracy_threshold", 0.4), ("accuracy_threshold", 1.0),
          ("d_loss_floor", -0.1), ("patience", 0)],
     ),
+    "DiscriminatorOverfittingDetector": Case(
+        D.DiscriminatorOverfittingDetector, {},
+        _scalar([(T[:300], RT[:300]), (T[300:700], RT[300:700])]),
+        lambda det: det.update(np.arange(99), np.ones(99)),
+        [("window", 0), ("threshold", 0.5), ("threshold", 1.0), ("patience", 0),
+         ("resolve_after", 0), ("hysteresis", -0.1)],
+    ),
     "CollapseDetector": Case(
         D.CollapseDetector, {}, col_feed, col_warm,
         [("k_coverage", 0), ("k_recall", 100), ("threshold", 1.5), ("patience", 0),
-         ("warmup", -1), ("max_samples", 3), ("bandwidth_scale", 0.0), ("seed", -1)],
+         ("warmup", -1), ("max_samples", 3), ("bandwidth_scale", 0.0), ("seed", -1),
+         ("rank_min_dim", 2), ("blas_threads", 0)],
     ),
 }
 

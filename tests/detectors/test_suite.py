@@ -71,7 +71,7 @@ def test_explicit_loss_list_replaces_name_matching():
 def test_health_of_an_empty_suite_says_why_nothing_runs():
     rows = {s.name: s for s in DetectorSuite().health()}
     assert set(rows) == {"nonfinite", "spike", "drift", "oscillation", "gradients", "balance",
-                         "collapse"}
+                         "overfitting", "collapse"}
     assert rows["nonfinite"].state == "waiting"
     for name in ("spike", "drift", "oscillation", "gradients", "balance", "collapse"):
         assert rows[name].state == "unavailable" and rows[name].reason

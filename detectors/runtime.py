@@ -71,8 +71,8 @@ def _unknown(where: str, what: str, bad: Iterable[Any], valid: Iterable[str]) ->
     valid = list(valid)
     parts = []
     for key in sorted(map(str, bad)):
-        close = difflib.get_close_matches(key, valid, n=1) or difflib.get_close_matches(
-            key.lower(), valid, n=1)
+        close = [key.lower()] if key.lower() in valid else difflib.get_close_matches(
+            key, valid, n=1)
         parts.append(repr(key) + (f" (did you mean {close[0]!r}?)" if close else ""))
     plural = "s" if len(parts) > 1 else ""
     return ValueError(f"{where}: unknown {what}{plural} {', '.join(parts)}; valid {what}s: "
@@ -401,7 +401,9 @@ class DetectorSuite:
         found = self._collapse.update(int(step), fake, embeddings.get("real"))
         for key in COLLAPSE_SIGNALS:
             value = self._collapse.last_metrics.get(key)
-            if value is not None:
+            # a derived ratio without a reference yet (NaN) is no point: NaN markers are for
+            # what the training itself produced
+            if value is not None and np.isfinite(value):
                 steps, values = self._signals.setdefault(f"{SIGNAL_PREFIX}collapse/{key}",
                                                          ([], []))
                 steps.append(int(step))

@@ -149,23 +149,19 @@ class DetectorRuntime:
                     return
                 run, step, arrays = job
                 try:
-                    self._evaluate(run, step, arrays, queued=True)
+                    self._evaluate(run, step, arrays)
                 except Exception:
                     log.exception("run %s: embedding evaluation at step %d failed", run, step)
+                finally:  # after its signals and alerts are stored: pending 0 means all visible
+                    with self._guard:
+                        self._pending[run] -= 1
             finally:
                 self._jobs.task_done()
 
-    def _evaluate(
-        self, run: str, step: int, arrays: dict[str, np.ndarray], *, queued: bool = False
-    ) -> list[AlertRecord]:
+    def _evaluate(self, run: str, step: int, arrays: dict[str, np.ndarray]) -> list[AlertRecord]:
         with self._run_lock(run):
-            try:
-                suite = self._suite(run)
-                findings = self._guarded(run, "embeddings", suite.update_embeddings, step, arrays)
-            finally:
-                if queued:  # done before the health below is written, so it counts right
-                    with self._guard:
-                        self._pending[run] -= 1
+            suite = self._suite(run)
+            findings = self._guarded(run, "embeddings", suite.update_embeddings, step, arrays)
             return self._conclude(run, suite, findings)
 
     def _conclude(self, run: str, suite: DetectorSuite, findings: list[Any]) -> list[AlertRecord]:
@@ -188,6 +184,11 @@ class DetectorRuntime:
             return []
         errors.pop(where, None)
         return out
+
+    def pending(self, run: str) -> int:
+        """Embedding evaluations of ``run`` queued or running right now."""
+        with self._guard:
+            return self._pending.get(run, 0)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until every queued embedding evaluation is done (tests, shutdown)."""
@@ -230,6 +231,7 @@ class DetectorRuntime:
             state = "healthy"
         else:
             state = "unknown"
+        # the stored count can lag; the API reports the live one (DetectorRuntime.pending)
         return {
             "state": state,
             "firing": counts,

@@ -11,9 +11,13 @@ from .schemas import AlertOut, EmbeddingOut, HealthOut, RunOut
 from .storage import AlertRecord, EmbeddingRecord, RunRecord
 
 
-def run_out(record: RunRecord) -> RunOut:
+def run_out(record: RunRecord, pending_evaluations: int | None = None) -> RunOut:
+    """The run as the API shows it; ``pending_evaluations`` is the live count, when known."""
     data = asdict(record)
-    data["health"] = HealthOut(**record.health) if record.health else HealthOut()
+    health = dict(record.health)
+    if pending_evaluations is not None:
+        health["pending_evaluations"] = pending_evaluations
+    data["health"] = HealthOut(**health)
     return RunOut(**data)
 
 

@@ -51,17 +51,17 @@ def put_run(run: RunName, body: RunIn, store: StoreDep, runtime: RuntimeDep) -> 
     if body.detectors is not None and body.detectors != previous:
         runtime.reconfigure(run)
         record = store.get_run(run)
-    return run_out(record)
+    return run_out(record, runtime.pending(run))
 
 
 @router.get("", response_model=list[RunOut], summary="Every run with its health, newest first")
-def list_runs(store: StoreDep) -> list[RunOut]:
-    return [run_out(r) for r in store.list_runs()]
+def list_runs(store: StoreDep, runtime: RuntimeDep) -> list[RunOut]:
+    return [run_out(r, runtime.pending(r.name)) for r in store.list_runs()]
 
 
 @router.get("/{run}", response_model=RunOut, summary="One run with its health")
-def get_run(run: ExistingRun, store: StoreDep) -> RunOut:
-    return run_out(store.get_run(run))
+def get_run(run: ExistingRun, store: StoreDep, runtime: RuntimeDep) -> RunOut:
+    return run_out(store.get_run(run), runtime.pending(run))
 
 
 @router.get("/{run}/series", response_model=list[SeriesInfoOut], summary="The run's series")

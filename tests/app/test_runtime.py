@@ -1,0 +1,101 @@
+"""Detector runtime: suites per run, worker for embeddings, failures shown in health."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stethoscope.app.alerting import AlertManager
+from stethoscope.app.runtime import DetectorRuntime
+from stethoscope.app.storage import EmbeddingInput, SQLiteStore
+from stethoscope.detectors import DetectorSuite
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SQLiteStore(tmp_path / "rt.db")
+    yield s
+    s.close()
+
+
+def _ring(rng: np.random.Generator, n: int, modes: int = 8) -> np.ndarray:
+    angles = 2 * np.pi * rng.integers(0, modes, n) / 8
+    return 2 * np.stack([np.cos(angles), np.sin(angles)], 1) + 0.02 * rng.standard_normal((n, 2))
+
+
+def test_nan_alert_comes_back_from_the_same_call(store: SQLiteStore) -> None:
+    runtime = DetectorRuntime(store, AlertManager(store), embedding_workers=0)
+    store.upsert_run("r")
+    changed = runtime.process("r", {"loss": (np.arange(3), np.array([1.0, 0.9, np.nan]))}, [])
+    assert [(a.key, a.step, a.severity) for a in changed] == [("divergence/nonfinite", 2, "critical")]
+    assert store.get_run("r").health["state"] == "critical"
+
+
+def test_worker_and_inline_evaluations_agree(store: SQLiteStore) -> None:
+    rng = np.random.default_rng(0)
+    batches = []
+    for step in range(0, 800, 100):
+        fake = _ring(rng, 256, modes=8 if step < 400 else 1)
+        batches.append([EmbeddingInput(step, "fake", fake), EmbeddingInput(step, "real", _ring(rng, 256))])
+    results = {}
+    for workers in (0, 1):
+        run = f"w{workers}"
+        store.upsert_run(run)
+        runtime = DetectorRuntime(store, AlertManager(store), embedding_workers=workers)
+        for batch in batches:
+            runtime.process(run, {}, batch)
+        assert runtime.wait_idle() and runtime.pending(run) == 0
+        runtime.close()
+        coverage = store.read_series(run, "stethoscope/collapse/coverage")
+        results[workers] = (coverage.steps.tolist(), coverage.values.tolist(),
+                            [(a.key, a.first_step) for a in store.list_alerts(run)])
+    assert results[0] == results[1]
+    assert results[0][2] and results[0][2][0][0] == "mode_collapse"
+
+
+def test_full_queue_skips_oldest_evaluation_and_says_so(store: SQLiteStore) -> None:
+    import threading
+
+    release = threading.Event()
+
+    class SlowSuite(DetectorSuite):
+        def update_embeddings(self, step, embeddings):
+            release.wait(10)
+            return super().update_embeddings(step, embeddings)
+
+    store.upsert_run("r")
+    runtime = DetectorRuntime(store, AlertManager(store), max_pending_evaluations=2, suite_factory=SlowSuite)
+    rng = np.random.default_rng(1)
+    for step in range(6):
+        runtime.process("r", {}, [EmbeddingInput(step, "fake", _ring(rng, 64))])
+    release.set()
+    assert runtime.wait_idle()
+    runtime.close()
+    rows = {d["name"]: d for d in runtime.health("r")["detectors"]}
+    assert "skipped" in rows["runtime/embeddings"]["reason"]
+    evaluated = store.read_series("r", "stethoscope/collapse/vendi").steps.tolist()
+    assert 0 < len(evaluated) < 6 and evaluated[-1] == 5  # the newest is always kept
+
+
+def test_a_failing_detector_is_reported_not_raised(store: SQLiteStore) -> None:
+    class BrokenSuite(DetectorSuite):
+        def update_scalars(self, series):
+            raise RuntimeError("boom")
+
+    store.upsert_run("r")
+    runtime = DetectorRuntime(store, AlertManager(store), embedding_workers=0, suite_factory=BrokenSuite)
+    assert runtime.process("r", {"loss": (np.arange(2), np.ones(2))}, []) == []
+    rows = {d["name"]: d for d in store.get_run("r").health["detectors"]}
+    assert rows["runtime/scalars"]["state"] == "error" and "boom" in rows["runtime/scalars"]["reason"]
+
+
+def test_state_resumes_after_restart(store: SQLiteStore) -> None:
+    store.upsert_run("r")
+    steady = 1.0 + 0.01 * np.random.default_rng(2).standard_normal(100)
+    first = DetectorRuntime(store, AlertManager(store), embedding_workers=0)
+    first.process("r", {"loss": (np.arange(100), steady)}, [])
+    first.close()  # saves the detectors' state
+    # a fresh suite would still be warming up; the resumed one knows the history and sees a spike
+    second = DetectorRuntime(store, AlertManager(store), embedding_workers=0)
+    changed = second.process("r", {"loss": (np.array([100]), np.array([50.0]))}, [])
+    assert [a.key for a in changed] == ["divergence/spike:loss"]

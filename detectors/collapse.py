@@ -17,9 +17,24 @@ Signals (ratio = fake value / real-vs-real value):
   same n. A fall to ``threshold`` x its best for ``patience`` evaluations after warm-up is
   dimensional collapse (key ``mode_collapse/dimensional``), also without reals.
 
-An evaluation is "collapsed" when at least two of coverage, recall and Vendi ratios are below
-``threshold``. ``patience`` collapsed evaluations in a row fire (after ``warmup`` evaluations);
-``patience`` healthy ones in a row resolve. Without reals, the generated batch is judged against
+An evaluation is "collapsed" when the generated batch is both far below the reals and far below
+what this run has already achieved:
+
+- against the reals: at least two of the coverage, recall and Vendi ratios are below
+  ``threshold``;
+- against the run's own best: at least two of the coverage, recall, Vendi and mean-distance ratios
+  are at most ``threshold`` x their best value since the end of the warm-up (a ratio whose best is
+  below ``min_best`` does not vote: it never said anything).
+
+``patience`` collapsed evaluations in a row fire (after ``warmup`` evaluations); ``patience``
+healthy ones in a row resolve. The second condition is what makes a collapse an event rather than
+a state: a generator that starts with a few kinds of output and spreads out (every GAN's first
+hundreds of steps), or one whose samples stay off the real manifold in feature space (blurry
+digits score low coverage and recall against sharp ones however diverse they are), is not
+flagged for where it stands, only for falling from where it was; an alert raised while a run
+was genuinely collapsed resolves when it recovers, so a later collapse gets an alert of its own.
+With ``relative=False`` only the first condition is used (the earlier behaviour: a run that
+never reaches half the reals' diversity is flagged at the end of the warm-up). Without reals, the generated batch is judged against
 its own history: Vendi and mean pairwise distance below ``threshold`` times the best seen so far
 (at a bandwidth frozen from the largest spread seen), with lower confidence stated in the
 message and the evidence. The warm-up evaluations do not count as "best": an untrained
@@ -48,6 +63,8 @@ __all__ = ["CollapseDetector", "KEY", "DIMENSIONAL_KEY"]
 
 KEY = "mode_collapse"
 DIMENSIONAL_KEY = "mode_collapse/dimensional"
+#: Real-relative ratios whose fall from the run's best makes an evaluation collapsed.
+RELATIVE_SIGNALS = ("coverage_ratio", "recall_ratio", "vendi_ratio", "distance_ratio")
 
 
 @contextlib.contextmanager
@@ -94,6 +111,10 @@ class CollapseDetector(Detector):
         nearest-neighbour distance (default 0.1).
     seed
         Seed of the deterministic subsampling (default 0).
+    relative
+        Also require the fall from the run's own best (default True; see above).
+    min_best
+        Smallest best ratio that votes in the relative condition (default 0.05).
     rank_min_dim
         Smallest embedding dimension d for which the effective rank is computed and judged
         (default 8): at d = 2 the rank (at most 2) says nothing about collapse.
@@ -139,6 +160,8 @@ class CollapseDetector(Detector):
         seed: int = 0,
         rank_min_dim: int = 8,
         blas_threads: int | None = 1,
+        relative: bool = True,
+        min_best: float = 0.05,
     ) -> None:
         super().__init__()
         self.k_coverage = k_coverage
@@ -153,6 +176,11 @@ class CollapseDetector(Detector):
         self.seed = seed
         self.rank_min_dim = rank_min_dim
         self.blas_threads = blas_threads
+        self.relative = relative
+        self.min_best = min_best
+        if not isinstance(relative, bool):
+            raise ValueError(f"relative must be true or false, got {relative!r}")
+        check_float("min_best", min_best, 0.0, 1.0)
         check_int("k_coverage", k_coverage, 1, 50)
         check_int("k_recall", k_recall, 1, 50)
         check_float("threshold", threshold, 0.0, 1.0, low_open=True, high_open=True)
@@ -177,6 +205,7 @@ class CollapseDetector(Detector):
         self._add_state("best_distance", 0.0)
         self._add_state("last_metrics", {})
         self._add_state("last_reason", "")
+        self._add_state("best_ratios", {})  # best real-relative ratios at judged evaluations
         self._add_state("best_rank", 0.0)  # best effective rank after warm-up
         self._add_state("rank_collapsed_run", 0)
         self._add_state("rank_healthy_run", 0)
@@ -276,12 +305,13 @@ class CollapseDetector(Detector):
         return []
 
     def _rank(self, m: dict[str, float], f_dist: np.ndarray, r_dist: np.ndarray | None,
-              d: int) -> None:
-        """Add the effective-rank signals to ``m`` (d >= rank_min_dim only)."""
+              d: int, track: bool = True) -> None:
+        """Add the effective-rank signals to ``m`` (d >= rank_min_dim only); ``track``: this
+        evaluation may set the best rank."""
         if d < self.rank_min_dim:
             return
         er = metrics.effective_rank(None, d_self=f_dist)
-        if self.evaluations >= max(self.warmup, 1):
+        if track and self.evaluations >= max(self.warmup, 1):
             self.best_rank = max(self.best_rank, er)
         m["effective_rank"] = er
         m["effective_rank_best"] = self.best_rank
@@ -330,8 +360,6 @@ class CollapseDetector(Detector):
         nv = min(s, self.vendi_samples)  # same n for both: the Vendi score grows with n
         v_f = metrics.vendi_score(f[:nv], bw, d_self=dff[:nv, :nv])
         v_r = metrics.vendi_score(r2[:nv], bw, d_self=d22[:nv, :nv])
-        rank: dict[str, float] = {}
-        self._rank(rank, dff[:nv, :nv], d22[:nv, :nv], f.shape[1])
         mpd_f = metrics.mean_pairwise_distance(f, d_self=dff)
         mpd_r = metrics.mean_pairwise_distance(r2, d_self=d22)
         eps = self.duplicate_fraction * float(np.median(metrics.knn_radii(d11, 1)))
@@ -357,12 +385,35 @@ class CollapseDetector(Detector):
             "samples": float(s),
             "bandwidth": bw,
             "reference_is_real": 1.0,
-            **rank,
         }
         lows = [m[k] < self.threshold for k in ("coverage_ratio", "recall_ratio", "vendi_ratio")]
         collapsed = sum(lows) >= 2
+        # the rank's best counts only where the fakes resemble the reals (an untrained generator's
+        # noise-like output has a high rank that no trained one keeps)
+        self._rank(m, dff[:nv, :nv], d22[:nv, :nv], f.shape[1], track=not collapsed)
         severity = "critical" if all(lows) else "warning"
+        if self.relative:
+            collapsed = self._versus_best(m) and collapsed
         return m, collapsed, severity
+
+    def _versus_best(self, m: dict[str, float]) -> bool:
+        """Add ``<ratio>_vs_best`` to ``m``; True when two of them are <= ``threshold``.
+
+        The bests are taken over the last warm-up evaluation and the judged ones before this
+        one (as in the self-referenced mode), so an evaluation is never compared with itself.
+        """
+        votes = 0
+        for key in RELATIVE_SIGNALS:
+            best = self.best_ratios.get(key, 0.0)
+            value = m[key]
+            rel = value / best if best >= self.min_best and math.isfinite(value) else math.nan
+            m[f"{key}_vs_best"] = rel
+            votes += bool(rel <= self.threshold)
+        if self.evaluations >= max(self.warmup, 1):  # the last warm-up evaluation counts
+            for key in RELATIVE_SIGNALS:
+                if math.isfinite(m[key]):
+                    self.best_ratios[key] = max(self.best_ratios.get(key, 0.0), m[key])
+        return votes >= 2
 
     def _self_history(self, fake, rng) -> tuple[dict[str, float], bool]:
         f = self._sub(fake, self.max_samples, rng)
@@ -411,8 +462,8 @@ class CollapseDetector(Detector):
                 f"{fmt(m['recall_ref'])} (ratio {fmt(m['recall_ratio'])}), Vendi "
                 f"{fmt(m['vendi'])} vs {fmt(m['vendi_ref'])} effective samples (ratio "
                 f"{fmt(m['vendi_ratio'])}), at n = {int(m['samples'])}; threshold "
-                f"{fmt(self.threshold)}x the reference. The generator produces a few kinds of "
-                f"output and misses the rest."
+                f"{fmt(self.threshold)}x the reference.{self._fall_text(m)} The generator "
+                f"produces a few kinds of output and misses the rest."
             )
         else:
             msg = (
@@ -425,6 +476,15 @@ class CollapseDetector(Detector):
             )
         return self._finding("mode_collapse", KEY, severity, "firing", step, msg, dict(m),
                              remedies.MODE_COLLAPSE, "G")
+
+    def _fall_text(self, m: dict[str, float]) -> str:
+        parts = [f"{name} {fmt(m[key + '_vs_best'])}x" for key, name in
+                 zip(RELATIVE_SIGNALS, ("coverage", "recall", "Vendi", "mean distance"),
+                     strict=True)
+                 if math.isfinite(m.get(key + "_vs_best", math.nan))]
+        if not parts:
+            return ""
+        return " Against this run's best ratios so far: " + ", ".join(parts) + "."
 
     def _fire_rank(self, step: int, m: dict[str, float]) -> Finding:
         head = (

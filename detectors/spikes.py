@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy.special import ndtri
 
 from . import remedies
 from .base import Detector, as_arrays, check_choice, check_float, check_int, fmt
@@ -54,6 +55,10 @@ class _RollingReference(Detector):
         center = float(np.median(x))
         mad = float(np.median(np.abs(x - center))) * MAD_TO_SIGMA
         floor = self.min_scale if self.log_mode else self.min_scale * max(abs(center), 1e-12)
+        q = getattr(self, "tail_quantile", 0.0)
+        if q:  # heavy upper tail: the quantile's excess, in Gaussian sigmas, if MAD understates it
+            tail = (float(np.quantile(x, q)) - center) / float(ndtri(q))
+            mad = max(mad, tail)
         self.center = center
         self.spread = max(mad, floor)
         self.ready = True
@@ -144,6 +149,11 @@ class SpikeDetector(_RollingReference):
         ``"auto"`` (log while all values are > 0), ``"log"`` or ``"linear"``.
     resolve_after
         Spike-free points in a row before the finding resolves (default 50).
+    tail_quantile
+        The robust scale is at least ``(quantile_q - median) / Phi^-1(q)`` of the window (default
+        0.99; 0 = MAD only). Equal to the MAD-based scale for Gaussian noise, larger for
+        heavy-tailed series: adversarial GAN losses jump to 2x their median now and then in
+        healthy runs, which the MAD alone scores as 6-7 sigma.
 
     Examples
     --------
@@ -171,11 +181,16 @@ class SpikeDetector(_RollingReference):
         min_scale: float = 0.01,
         scale: str = "auto",
         resolve_after: int = 50,
+        tail_quantile: float = 0.99,
     ) -> None:
         super().__init__()
         self.series = series
         self.window = window
         self.min_points = min_points
+        self.tail_quantile = tail_quantile
+        check_float("tail_quantile", tail_quantile, 0.0, 1.0, high_open=True)
+        if 0 < tail_quantile <= 0.5:
+            raise ValueError(f"tail_quantile must be 0 (off) or in (0.5, 1), got {tail_quantile}")
         self.refresh = refresh
         self.warn_z = warn_z
         self.critical_z = critical_z

@@ -213,15 +213,25 @@ def run_digits_gan(cfg: dict[str, Any], seed: int, rec: StreamRecorder) -> dict[
     pack = int(cfg.get("pack", 1))
     D_body = nn.Sequential(nn.Linear(64 * pack, 256), nn.LeakyReLU(0.2), nn.Linear(256, 64),
                            nn.LeakyReLU(0.2))
-    D_head = nn.Linear(64, 1)
+    mbstd = bool(cfg.get("mbstd", False))
+    D_head = nn.Linear(64 + int(mbstd), 1)
 
     def D(x: torch.Tensor) -> torch.Tensor:
-        return D_head(D_body(x.reshape(-1, 64 * pack)))
+        h = D_body(x.reshape(-1, 64 * pack))
+        if mbstd:  # minibatch standard deviation (Karras et al. 2018): one feature per batch
+            h = torch.cat([h, h.std(dim=0).mean().expand(h.shape[0], 1)], dim=1)
+        return D_head(h)
 
     D_params = list(D_body.parameters()) + list(D_head.parameters())
     betas = tuple(cfg.get("betas", (0.5, 0.999)))
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg["lr_g"], betas=betas)
     opt_d = torch.optim.Adam(D_params, lr=cfg["lr_d"], betas=betas)
+    g_ema = float(cfg.get("g_ema", 0.0))
+    G_eval = G
+    if g_ema > 0:  # samples and embeddings from an EMA of G's weights (as the ring8 healthy GAN)
+        import copy
+
+        G_eval = copy.deepcopy(G).requires_grad_(False)
     rec.watch(G, "G")
     rec.watch(nn.ModuleDict({"body": D_body, "head": D_head}), "D")
     eval_z = torch.randn(EVAL_SAMPLES, z_dim, generator=gen)
@@ -248,6 +258,9 @@ def run_digits_gan(cfg: dict[str, Any], seed: int, rec: StreamRecorder) -> dict[
         opt_g.step()
         for prm in D_params:
             prm.requires_grad_(True)
+        if g_ema > 0:
+            with torch.no_grad():
+                torch._foreach_lerp_(list(G_eval.parameters()), list(G.parameters()), 1 - g_ema)
         rec.log(step, loss_D=loss_d.detach(), loss_G=loss_g.detach(),
                 D_x=torch.sigmoid(d_real.detach()).mean(),
                 D_G_z=torch.sigmoid(d_fake.detach()).mean())
@@ -255,7 +268,7 @@ def run_digits_gan(cfg: dict[str, Any], seed: int, rec: StreamRecorder) -> dict[
             first_nf = step
         if step % cfg["eval_every"] == 0 or step == steps - 1:
             with torch.no_grad():
-                samples = G(eval_z)
+                samples = G_eval(eval_z)
                 n = cfg["embed_n"]
                 real_e = x_all[torch.randint(0, len(x_all), (n,), generator=gen)]
                 k, counts = classes_covered(samples)
@@ -471,11 +484,11 @@ SCENARIOS: list[Scenario] = [
     Scenario("grid25_collapse", "gan_grid25", "collapse", MIX,
              {"base": "collapse", "dataset": "grid25"}),
     Scenario("digits_healthy", "gan_digits", "healthy", run_digits_gan,
-             {"steps": 3000, "lr_g": 1e-3, "lr_d": 1e-3, "betas": [0.0, 0.9], "pack": 2,
-              "eval_every": 100, "embed_n": 256}, "float16"),
+             {"steps": 3000, "lr_g": 1e-3, "lr_d": 1e-3, "betas": [0.0, 0.9], "pack": 4,
+              "g_ema": 0.99, "eval_every": 100, "embed_n": 256}, "float16"),
     Scenario("digits_collapse", "gan_digits", "collapse", run_digits_gan,
-             {"steps": 3000, "lr_g": 1e-3, "lr_d": 1e-3, "betas": [0.0, 0.9], "pack": 2,
-              "eval_every": 100, "embed_n": 256, "switch_step": 1500, "lr_g_after": 3e-2},
+             {"steps": 3000, "lr_g": 1e-3, "lr_d": 1e-3, "betas": [0.0, 0.9], "pack": 4,
+              "g_ema": 0.99, "eval_every": 100, "embed_n": 256, "switch_step": 1500, "lr_g_after": 3e-2},
              "float16"),
     Scenario("clf_healthy", "classifier", "healthy", run_classifier,
              {"steps": 1500, "lr": 0.05, "switch_step": 400, "lr_growth": 1.0}),

@@ -70,8 +70,19 @@ def test_no_alarm_during_warm_up_even_if_collapsed_from_the_start():
     det, found = run([[0]] * 3, warmup=3)
     assert found == []
     assert det.status().state == "waiting"
+    # collapsed from the start is where the run stands, not a fall from what it achieved: no
+    # alarm by default; the real-relative condition alone fires after the warm-up
     det, found = run([[0]] * 5, warmup=3)
+    assert found == []
+    det, found = run([[0]] * 5, warmup=3, relative=False)
     assert [f.step for f in found] == [800]
+
+
+def test_collapse_after_a_collapsed_start_gets_its_own_alert():
+    # starts on one mode, spreads to all eight, collapses again: one alert, for the later fall
+    det, found = run([[0]] * 4 + [ALL] * 4 + [[0]] * 3)
+    assert [(f.step, f.status) for f in found] == [(1800, "firing")]
+    assert found[0].evidence["vendi_ratio_vs_best"] < 0.5
 
 
 def test_without_reals_judges_against_own_history_with_lower_confidence():

@@ -122,10 +122,26 @@ def _ring_probe(pack: int) -> Callable[[int, StreamRecorder], dict[str, float]]:
 def run_mixture_gan(cfg: dict[str, Any], seed: int, rec: StreamRecorder) -> dict[str, Any]:
     """Train ``gan_mixture.train`` with the scenario's overrides; return its ground truth."""
     base = cfg.get("base", "healthy")
-    overrides = {k: v for k, v in cfg.items() if k not in ("base",)}
+    overrides = {k: v for k, v in cfg.items() if k not in ("base", "lr_growth")}
     config = gan_mixture.config_for(base, seed=seed, **overrides)
     rec.probe = _ring_probe(max(1, config.pack))
-    result = gan_mixture.train(config, monitor=rec)
+    growth = float(cfg.get("lr_growth", 1.0))
+    handle = None
+    if growth != 1.0:  # a broken schedule: every lr x growth per step from switch_step on
+        from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+        def ramp(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            step = rec._last_step + 1
+            for group in opt.param_groups:
+                base_lr = group.setdefault("base_lr_scenario", group["lr"])
+                group["lr"] = base_lr * growth ** max(0, step - config.switch_step)
+
+        handle = register_optimizer_step_pre_hook(ramp)
+    try:
+        result = gan_mixture.train(config, monitor=rec)
+    finally:
+        if handle is not None:
+            handle.remove()
     n_modes = 8 if config.dataset == "ring8" else 25
     dacc = rec.gt.get("gt/d_heldout_accuracy", ([], []))
     return {
@@ -475,7 +491,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("ring8_collapse", "gan_ring8", "collapse", MIX, {"base": "collapse"}),
     Scenario("ring8_collapse_mild", "gan_ring8", "collapse", MIX,
              {"base": "collapse", "lr_g_after": 1e-2}),
-    Scenario("ring8_diverge", "gan_ring8", "diverge", MIX, {"base": "diverge"}),
+    Scenario("ring8_diverge", "gan_ring8", "diverge", MIX,
+             {"base": "diverge", "lr_g_after": 0.0, "lr_d_after": 0.0, "lr_growth": 1.01}),
     Scenario("ring8_strong_d", "gan_ring8", "dwins", MIX,
              {"base": "healthy", "pack": 1, "g_ema": 0.0, "lr_g": 1e-5, "lr_d": 5e-3,
               "steps": 1500}),

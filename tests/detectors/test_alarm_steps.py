@@ -71,6 +71,27 @@ def test_moderate_spike_is_a_warning_only():
     assert 6 < found[0].evidence["z"] < 10
 
 
+def test_heavy_tailed_noise_fires_far_less_and_a_real_spike_still_fires():
+    # log-noise with Student-t (5 dof) tails, like adversarial losses: the MAD alone scores its
+    # ordinary jumps above warn_z; the tail-aware scale (tail_quantile) much less often (10
+    # seeds x 3000 points: 6 firings against 24)
+    t = np.arange(3000)
+
+    def firings(tail: float, seed: int) -> int:
+        loss = 0.8 * np.exp(0.08 * np.random.default_rng(seed).standard_t(5, size=3000))
+        det = SpikeDetector("loss", tail_quantile=tail)
+        return sum(f.status == "firing" for f in feed(det, t, loss))
+
+    with_tail = sum(firings(0.99, seed) for seed in range(10))
+    mad_only = sum(firings(0.0, seed) for seed in range(10))
+    assert 3 * with_tail <= mad_only
+    loss = 0.8 * np.exp(0.08 * np.random.default_rng(4).standard_t(5, size=3000))
+    loss[2000] *= 8
+    found = [(f.step, f.severity) for f in feed(SpikeDetector("loss"), t, loss)
+             if f.status == "firing"]
+    assert (2000, "critical") in found
+
+
 def test_warning_escalates_to_critical_on_a_larger_spike():
     t = np.arange(600)
     loss = healthy_loss(600, seed=2, noise=0.05)

@@ -4,7 +4,8 @@ Detectors never send anything; they report findings. The manager keeps one firin
 and key (a detector's dedup key, e.g. ``divergence/nonfinite`` or ``vanishing_gradients/G``):
 a repeated finding updates that alert (at most every ``update_interval`` seconds unless its
 severity changes) instead of raising a new one, a ``resolved`` finding closes it, and a firing
-non-finite alert inhibits the spike and drift alerts that a NaN would otherwise cause.
+non-finite alert inhibits the spike and drift alerts that a NaN would otherwise cause (from the
+first non-finite step on; an earlier warning still fires: it is the early warning).
 """
 
 from __future__ import annotations
@@ -120,9 +121,12 @@ class AlertManager:
     ) -> list[AlertChange]:
         planned: dict[str, AlertChange] = {}
         now = self._clock()
-        nonfinite_firing = NONFINITE_KEY in firing or any(
-            f.key == NONFINITE_KEY and f.status == "firing" for f in findings
-        )
+        # the first non-finite step: findings of its consequences at or after it are silenced,
+        # while an earlier warning (a drift seen before the NaN) still gets through
+        nan_steps = [f.step for f in findings if f.key == NONFINITE_KEY and f.status == "firing"]
+        if NONFINITE_KEY in firing:
+            nan_steps.append(firing[NONFINITE_KEY].first_step)
+        first_nan = min(nan_steps, default=None)
         for finding in findings:
             if finding.severity not in SEVERITY_RANK:
                 continue
@@ -134,7 +138,11 @@ class AlertManager:
                 continue
             if finding.severity == "info":
                 continue
-            if nonfinite_firing and finding.key.startswith(INHIBITED_BY_NONFINITE):
+            if (
+                first_nan is not None
+                and finding.step >= first_nan
+                and finding.key.startswith(INHIBITED_BY_NONFINITE)
+            ):
                 continue
             if current is None:
                 if pending is None or SEVERITY_RANK[finding.severity] >= SEVERITY_RANK[

@@ -31,7 +31,6 @@ the discriminator's penultimate features (run id suffix ``@dfeat``).
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 import time
@@ -57,10 +56,8 @@ def replay(run: RecordedRun, embedding_set: str = "main", batch: int = 25) -> li
     """Feed ``run`` to a fresh server pipeline; return its alerts (one dict per alert id, with
     the first firing step, the highest severity and the first message)."""
     store = SQLiteStore(":memory:")
-    kwargs: dict[str, Any] = {}
-    if "embedding_workers" in inspect.signature(DetectorRuntime).parameters:
-        kwargs["embedding_workers"] = 0  # evaluate embeddings inline: deterministic replay
-    runtime = DetectorRuntime(store, AlertManager(store), **kwargs)
+    # embeddings evaluated inline rather than on the server's worker: a deterministic replay
+    runtime = DetectorRuntime(store, AlertManager(store), embedding_workers=0)
     name = "replay"
     store.upsert_run(name, config={}, status="running")
     emb = run.embeddings.get(embedding_set)

@@ -82,3 +82,15 @@ def test_firing_alerts_reload_from_store(manager: AlertManager) -> None:
     manager.process("r", [finding("divergence/spike:loss", step=1)])
     fresh = AlertManager(manager.store)
     assert [a.key for a in fresh.firing("r")] == ["divergence/spike:loss"]
+
+
+def test_a_warning_before_the_nan_is_not_inhibited(manager: AlertManager) -> None:
+    out = manager.process(
+        "r",
+        [
+            finding("divergence/drift:loss", "warning", step=482),
+            finding("divergence/nonfinite", "critical", step=491),
+            finding("divergence/spike:loss", "critical", step=495),
+        ],
+    )
+    assert sorted(a.key for a in out) == ["divergence/drift:loss", "divergence/nonfinite"]

@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         mon.close(status="failed")
         print(f"{args.run}: stopped")
         return 130
-    mon.close()
+    mon.close(status="failed" if result.first_nonfinite_step is not None else "finished")
     print(
         f"{args.run}: scenario={config.scenario} steps={result.steps_run} "
         f"modes={result.modes[-1] if result.modes else 'n/a'} "

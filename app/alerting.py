@@ -116,6 +116,28 @@ class AlertManager:
                 listener(record)
         return records
 
+    def resolve_all(self, run: str, reason: str) -> list[AlertRecord]:
+        """Resolve every firing alert of ``run``, saying ``reason``."""
+        with self._lock:
+            firing = self._firing_for(run)
+            changes = [
+                AlertChange(
+                    run=run, kind=a.kind, key=a.key, severity=a.severity, status="resolved",
+                    step=a.step, message=f"Resolved: {reason}.", evidence=dict(a.evidence),
+                    remedies=list(a.remedies), detector=a.detector, subject=a.subject,
+                    alert_id=a.id,
+                )
+                for a in firing.values()
+            ]
+            records = self.store.apply_alert_changes(changes) if changes else []
+            for record in records:
+                firing.pop(record.key, None)
+                self._written_at.pop(record.id, None)
+        for record in records:
+            for listener in self.listeners:
+                listener(record)
+        return records
+
     def _plan(
         self, run: str, firing: dict[str, AlertRecord], findings: Sequence[FindingLike]
     ) -> list[AlertChange]:

@@ -25,10 +25,17 @@ DEMO_SCENARIOS = (
 
 
 def _add_server_args(parser: argparse.ArgumentParser, default_db: str) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
+    # None means "not given": STETHOSCOPE_HOST/PORT/DB_PATH, then the defaults, apply
     parser.add_argument(
-        "--db", default=default_db, help=f"SQLite file, created if missing (default {default_db})"
+        "--host", default=None, help="interface (default STETHOSCOPE_HOST or 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="TCP port (default STETHOSCOPE_PORT or 8765)"
+    )
+    parser.add_argument(
+        "--db",
+        default=None,
+        help=f"SQLite file, created if missing (default STETHOSCOPE_DB_PATH or {default_db})",
     )
     parser.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
@@ -75,8 +82,20 @@ def _announce(settings: Settings) -> None:
     print(f"API docs: {base}/docs   metrics: {base}/metrics   database: {settings.db_path}", flush=True)
 
 
+def settings_from(args: argparse.Namespace, default_db: str, *, db_from_env: bool) -> Settings:
+    """Settings from the flags given, then STETHOSCOPE_* variables, then the defaults.
+
+    The demo deletes its database at start, so it never takes the path from the environment.
+    """
+    given = {"db_path": args.db, "host": args.host, "port": args.port}
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    if args.db is None and not (db_from_env and "STETHOSCOPE_DB_PATH" in os.environ):
+        settings = settings.model_copy(update={"db_path": default_db})
+    return settings
+
+
 def serve(args: argparse.Namespace) -> int:
-    settings = Settings(db_path=args.db, host=args.host, port=args.port)
+    settings = settings_from(args, "stethoscope.db", db_from_env=True)
     server = _server(settings, args.log_level)
     threading.Thread(target=_announce_when_started, args=(server, settings), daemon=True).start()
     server.run()
@@ -121,10 +140,10 @@ def _start_trainings(
 
 
 def demo(args: argparse.Namespace) -> int:
-    settings = Settings(db_path=args.db, host=args.host, port=args.port)
+    settings = settings_from(args, "stethoscope-demo.db", db_from_env=False)
     if not args.keep_db:
         for suffix in ("", "-wal", "-shm"):
-            Path(args.db + suffix).unlink(missing_ok=True)
+            Path(settings.db_path + suffix).unlink(missing_ok=True)
     server = _server(settings, args.log_level)
     procs: list[subprocess.Popen[bytes]] = []
 

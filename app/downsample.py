@@ -31,31 +31,29 @@ def downsample_indices(
     if n <= max_points:
         return np.arange(n)
     buckets = max_points // 2
-    size = -(-n // buckets)  # ceil
-    padded = buckets * size
+    edges = np.linspace(0, n, buckets + 1).astype(np.int64)  # every bucket holds >= 1 point
+    starts = edges[:-1]
     finite = np.isfinite(values)
-
-    low = np.full(padded, np.inf)
-    low[:n] = np.where(finite, values, np.inf)
-    high = np.full(padded, -np.inf)
-    high[:n] = np.where(finite, values, -np.inf)
-    offsets = np.arange(buckets) * size
+    low = np.where(finite, values, np.inf)
+    high = np.where(finite, values, -np.inf)
     kept = [
-        offsets + low.reshape(buckets, size).argmin(axis=1),
-        offsets + high.reshape(buckets, size).argmax(axis=1),
+        _argext(np.minimum, low, starts),
+        _argext(np.maximum, high, starts),
     ]
     for mask in (np.isnan(values), np.isposinf(values), np.isneginf(values)):
         if mask.any():
-            rows = np.zeros(padded, dtype=bool)
-            rows[:n] = mask
-            rows = rows.reshape(buckets, size)
-            has = rows.any(axis=1)
-            kept.append((offsets + rows.argmax(axis=1))[has])
+            first = _argext(np.maximum, mask.astype(np.int8), starts)  # first True per bucket
+            kept.append(first[mask[first]])
     keep = np.fromiter(keep_steps, dtype=np.int64)
     if keep.size:
         kept.append(np.flatnonzero(np.isin(steps, keep)))
-    idx = np.unique(np.concatenate(kept))
-    idx = idx[idx < n]
-    # a bucket whose values are all non-finite yields argmin/argmax at a non-finite point that
-    # is already kept by its own mask, or at a finite one: both are genuine points of the series
-    return idx
+    return np.unique(np.concatenate(kept))
+
+
+def _argext(reduce: np.ufunc, values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Index of the first extreme (per ``reduce``) of each bucket starting at ``starts``."""
+    extreme = reduce.reduceat(values, starts)
+    bucket = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(values))))
+    hit = np.flatnonzero(values == extreme[bucket])
+    first = np.unique(bucket[hit], return_index=True)[1]
+    return hit[first]

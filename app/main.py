@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from .alerting import AlertManager
 from .metrics import ServerMetrics
@@ -41,6 +41,15 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     errors = []
     for err in exc.errors():
         message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if err.get("type") == "json_invalid":
+            position = next((p for p in err.get("loc", ()) if isinstance(p, int)), None)
+            where = f" at character {position}" if position is not None else ""
+            errors.append({
+                "field": "body",
+                "message": f"not valid JSON{where} ({err.get('ctx', {}).get('error', message)}); "
+                "send a JSON object with content-type application/json",
+            })
+            continue
         errors.append({"field": _field(tuple(err.get("loc", ()))), "message": message})
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
     if len(errors) > 5:
@@ -91,7 +100,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(runs.router)
     app.include_router(alerts.router)
-    app.mount("/metrics", app.state.metrics.asgi_app)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        body, content_type = app.state.metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/healthz", tags=["server"], summary="Liveness check")
     def healthz() -> dict[str, str]:

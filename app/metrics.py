@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -46,7 +46,7 @@ class StoreCollector(Collector):
 
 
 class ServerMetrics:
-    """The server's counters and the ASGI app that exposes them."""
+    """The server's counters, and their exposition in Prometheus' text format."""
 
     def __init__(self, store: Callable[[], Store | None]) -> None:
         self.registry = CollectorRegistry()
@@ -66,4 +66,7 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.registry.register(StoreCollector(store))
-        self.asgi_app = make_asgi_app(self.registry)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The metrics page and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

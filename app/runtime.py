@@ -93,12 +93,21 @@ class DetectorRuntime:
             self._saved_at[run] = self._clock()
         return suite
 
-    def reconfigure(self, run: str) -> None:
-        """Rebuild the run's detectors from its stored configuration (history is not replayed)."""
+    def reconfigure(self, run: str) -> list[AlertRecord]:
+        """Rebuild the run's detectors from its stored configuration (history is not replayed).
+
+        The new detectors never fired, so they could never resolve the run's firing alerts:
+        those are resolved here, saying why.
+        """
         with self._run_lock(run):
             self._suites.pop(run, None)
             self.store.save_detector_state(run, {})
-            self._update_health(run, self._suite(run))
+            suite = self._suite(run)
+            changed = self.alerts.resolve_all(
+                run, "the run's detectors were reconfigured; they start afresh"
+            )
+            self._update_health(run, suite)
+            return changed
 
     # ------------------------------------------------------------------ ingestion
     def process(
@@ -170,7 +179,9 @@ class DetectorRuntime:
             self.store.append_series(run, signals)
         changed = self.alerts.process(run, findings)
         self._update_health(run, suite)
-        if self._clock() - self._saved_at[run] >= self.state_save_interval:
+        # an alert change is saved with the state that explains it, so that after a crash the
+        # resumed detectors can still resolve what they fired
+        if changed or self._clock() - self._saved_at[run] >= self.state_save_interval:
             self._save(run, suite)
         return changed
 

@@ -14,7 +14,15 @@ import re
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 SERIES_NAME_PATTERN = r"^[A-Za-z0-9_.:/-]{1,200}$"
@@ -22,8 +30,11 @@ BATCH_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 RESERVED_PREFIX = "stethoscope/"
 
 _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-WireFloat = float | Literal["NaN", "Infinity", "-Infinity"]
+# numbers (ints too) or exactly one of the three strings; "nan", "1.5" or true are rejected
+WireFloat = StrictFloat | StrictInt | Literal["NaN", "Infinity", "-Infinity"]
 _DTYPES = {"float16": "<f2", "float32": "<f4", "float64": "<f8"}
+MAX_INT64 = 2**63 - 1
+Step = Annotated[int, Field(ge=0, le=MAX_INT64)]
 
 
 def wire_values_to_array(values: list[Any]) -> np.ndarray:
@@ -42,7 +53,7 @@ class ScalarSeriesIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    steps: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    steps: list[Step] = Field(min_length=1)
     values: list[WireFloat] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -60,7 +71,7 @@ class EmbeddingIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    step: int = Field(ge=0)
+    step: int = Field(ge=0, le=MAX_INT64)
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description='e.g. "fake" or "real"')
     dtype: Literal["float16", "float32", "float64"] = "float32"
     shape: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
@@ -103,7 +114,9 @@ class BatchIn(BaseModel):
         pattern=BATCH_ID_PATTERN,
         description="Unique per batch; a retry reuses it so the batch is stored once.",
     )
-    alert_cursor: int = Field(0, ge=0, description="Highest alert seq the sender has seen.")
+    alert_cursor: int = Field(
+        0, ge=0, le=MAX_INT64, description="Highest alert seq the sender has seen."
+    )
     scalars: dict[str, ScalarSeriesIn] = Field(default_factory=dict)
     embeddings: list[EmbeddingIn] = Field(default_factory=list)
 

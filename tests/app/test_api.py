@@ -113,6 +113,11 @@ def test_embeddings_round_trip_binary(live_server: LiveServer) -> None:
         (batch({}, [{"step": 1, "name": "fake", "shape": [2, 2], "data": "!!"}]), "embeddings[0].data", "base64"),
         (batch({}, [{"step": 1, "name": "fake", "shape": [3, 2], "data": base64.b64encode(b"0" * 8).decode()}]), "embeddings[0]", "needs 24"),
         (batch({}) | {"extra": 1}, "extra", "Extra inputs"),
+        (batch({"loss": {"steps": [1], "values": ["nan"]}}), "scalars.loss.values[0]", ""),
+        (batch({"loss": {"steps": [1], "values": [True]}}), "scalars.loss.values[0]", ""),
+        (batch({"loss": {"steps": [1], "values": ["1.5"]}}), "scalars.loss.values[0]", ""),
+        (batch({"loss": {"steps": [2**64], "values": [1.0]}}), "scalars.loss.steps[0]", "less than or equal"),
+        (batch({}, cursor=2**64), "alert_cursor", "less than or equal"),
     ],
 )
 def test_invalid_batches_get_422_naming_field_and_fix_and_lose_nothing(
@@ -141,7 +146,7 @@ def test_other_client_errors_are_clear(live_server: LiveServer) -> None:
         r = http.put("/api/v1/runs/x", json={"status": "exploded"})
         assert r.status_code == 422 and "status" in r.json()["detail"]
         r = http.post("/api/v1/runs/x/batches", content=b"{not json", headers={"content-type": "application/json"})
-        assert r.status_code == 422
+        assert r.status_code == 422 and "not valid JSON at character" in r.json()["detail"]
 
 
 def test_nan_raises_critical_divergence_alert_returned_on_ingest(live_server: LiveServer) -> None:
@@ -162,7 +167,7 @@ def test_nan_raises_critical_divergence_alert_returned_on_ingest(live_server: Li
         assert http.get("/api/v1/runs/nan").json()["health"]["state"] == "critical"
         listed = http.get("/api/v1/runs/nan/alerts", params={"status": "firing"}).json()
         assert [a["id"] for a in listed] == [critical[0]["id"]]
-        metrics = http.get("/metrics/").text
+        metrics = http.get("/metrics").text
         assert 'stethoscope_alerts_firing{kind="divergence",run="nan",severity="critical"} 1.0' in metrics
         assert "stethoscope_ingested_points_total 51.0" in metrics
 
@@ -245,3 +250,75 @@ def test_embedding_evaluations_run_off_the_request_path(live_server: LiveServer)
         # the alert reaches the collector on its next batch
         again = http.post("/api/v1/runs/emb/batches", json=batch({})).json()
         assert [a["kind"] for a in again["alerts"]] == ["mode_collapse"]
+
+
+def test_a_duplicate_batch_is_not_fed_to_the_detectors_again(live_server: LiveServer) -> None:
+    from tests.support import wait_evaluated
+
+    rng = np.random.default_rng(5)
+    body = batch({}, [emb(100, "fake", rng.normal(size=(64, 4))), emb(100, "real", rng.normal(size=(64, 4)))], batch_id="twice")
+    with live_server.client() as http:
+        http.post("/api/v1/runs/dup/batches", json=body)
+        http.post("/api/v1/runs/dup/batches", json=body)
+        wait_evaluated(http, "dup")
+        vendi = http.get("/api/v1/runs/dup/series/stethoscope/collapse/vendi").json()
+    assert vendi["steps"] == [100]  # evaluated once, not once per delivery
+
+
+def test_api_downsampling_keeps_alert_steps(live_server: LiveServer) -> None:
+    n = 10_000
+    smooth = np.linspace(2.0, 1.0, n)
+    with live_server.client() as http:
+        http.post("/api/v1/runs/ds/batches", json=batch({"loss": {"steps": list(range(n)), "values": smooth.tolist()}}))
+        http.post("/api/v1/runs/ds/batches", json=batch({"aux_loss": {"steps": [4321], "values": ["NaN"]}}))
+        got = http.get("/api/v1/runs/ds/series/loss", params={"max_points": 100}).json()
+    assert got["downsampled"] and 4321 in got["steps"]  # the alert's step, though loss is smooth there
+
+
+def test_reconfiguring_detectors_resolves_their_firing_alerts(live_server: LiveServer) -> None:
+    with live_server.client() as http:
+        http.post("/api/v1/runs/rc/batches", json=batch({"loss": {"steps": [0, 1], "values": [1.0, "NaN"]}}))
+        http.put("/api/v1/runs/rc", json={"detectors": {"spike": {"warn_z": 8}}})
+        [alert] = http.get("/api/v1/runs/rc/alerts").json()
+        assert alert["status"] == "resolved" and "reconfigured" in alert["message"]
+        assert http.get("/api/v1/runs/rc").json()["health"]["state"] != "critical"
+
+
+def test_alerts_resolve_after_a_crash_and_restart(tmp_path) -> None:
+    """The detector state is saved with each alert change, so resumed detectors resolve it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.support import free_port
+
+    db = tmp_path / "crash.db"
+    port = free_port()
+    cmd = [sys.executable, "-m", "stethoscope.app.cli", "serve", "--port", str(port), "--db", str(db)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    http.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the server did not start"
+                    time.sleep(0.1)
+            http.post("/api/v1/runs/c/batches", json=batch({"loss": {"steps": [0, 1], "values": [1.0, "NaN"]}}))
+    finally:
+        proc.send_signal(signal.SIGKILL)  # a crash: no shutdown, nothing saved at exit
+        proc.wait(timeout=30)
+    live, server, thread = start_server(db, ui=False)
+    try:
+        with live.client() as http:
+            steps = list(range(2, 80))
+            http.post("/api/v1/runs/c/batches", json=batch({"loss": {"steps": steps, "values": [1.0] * len(steps)}}))
+            [alert] = http.get("/api/v1/runs/c/alerts").json()
+        assert alert["status"] == "resolved"
+    finally:
+        stop_server(server, thread)

@@ -31,9 +31,21 @@ def test_spikes_nans_infs_and_alert_steps_survive() -> None:
 
 
 def test_every_bucket_keeps_its_min_and_max() -> None:
-    values = np.sin(np.linspace(0, 20 * np.pi, 10_000))
+    rng = np.random.default_rng(4)
+    values = np.sin(np.linspace(0, 20 * np.pi, 10_000)) + 0.1 * rng.standard_normal(10_000)
     idx = downsample_indices(np.arange(10_000), values, 200)
-    assert values[idx].max() == values.max() and values[idx].min() == values.min()
+    kept = set(idx.tolist())
+    edges = np.linspace(0, 10_000, 101).astype(int)
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        bucket = values[lo:hi]
+        assert lo + int(bucket.argmin()) in kept and lo + int(bucket.argmax()) in kept
+
+
+@pytest.mark.parametrize("n", [1_001, 2_001, 10_007])
+def test_the_point_budget_is_used(n: int) -> None:
+    values = np.random.default_rng(n).standard_normal(n)
+    idx = downsample_indices(np.arange(n), values, 1_000)
+    assert 900 <= len(idx) <= 1_000
 
 
 def test_max_points_validated() -> None:

@@ -398,7 +398,8 @@ class DetectorSuite:
             )
             return []
         self._embedding_note = ""
-        found = self._collapse.update(int(step), fake, embeddings.get("real"))
+        found = self._nonfinite_embeddings(int(step), embeddings)
+        found += self._collapse.update(int(step), fake, embeddings.get("real"))
         for key in COLLAPSE_SIGNALS:
             value = self._collapse.last_metrics.get(key)
             # a derived ratio without a reference yet (NaN) is no point: NaN markers are for
@@ -409,6 +410,20 @@ class DetectorSuite:
                 steps.append(int(step))
                 values.append(float(value))
         return found
+
+    def _nonfinite_embeddings(self, step: int, embeddings: Mapping[str, Any]) -> list[Finding]:
+        """NaN is the finding in embeddings too: each batch's mean goes to the NaN detector as
+        the series ``embeddings/<name>``, so a NaN or Inf anywhere in it raises the critical
+        divergence alert (the collapse detector itself skips non-finite rows)."""
+        if not self.config.is_enabled("nonfinite"):
+            return []
+        batch = {}
+        for name, data in embeddings.items():
+            arr = np.asarray(data, dtype=np.float64)
+            if arr.size:
+                batch[f"embeddings/{name}"] = (np.array([step]), np.array([arr.mean()]))
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self._nonfinite.update_many(batch) if batch else []
 
     def drain_signals(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Derived series produced since the last call, ``{name: (steps, values)}``."""

@@ -3,18 +3,29 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-STAMP := $(VENV)/.installed-dev
 CHROMIUM ?= /usr/bin/chromium
+# torch is pinned (constraints-dev.txt) to the build the project's machines install; elsewhere,
+# add PIP_EXTRA_INDEX_URL for PyTorch's CPU wheels to avoid the large CUDA build.
+INSTALL := $(PIP) install -q -c constraints-dev.txt
 
-.PHONY: demo test venv lint serve browser clean
+.PHONY: demo test lint serve browser clean
 
-$(STAMP): pyproject.toml constraints-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || { \
+	  echo "error: $(PYTHON) cannot create virtual environments; on Debian/Ubuntu install python3-venv"; \
+	  exit 1; }
+	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints-dev.txt -e ".[dev]"
-	touch $(STAMP)
 
-venv: $(STAMP)
+# the demo needs the server and torch only
+$(VENV)/.installed-demo: pyproject.toml constraints-dev.txt | $(PY)
+	$(INSTALL) -e ".[server,torch]"
+	touch $@
+
+# the tests need everything (dev extras: pytest, playwright, ruff, scikit-learn)
+$(VENV)/.installed-dev: pyproject.toml constraints-dev.txt | $(PY)
+	$(INSTALL) -e ".[dev]"
+	touch $@ $(VENV)/.installed-demo
 
 # Debian's Chromium for the browser tests (never a browser download by playwright).
 browser:
@@ -24,16 +35,16 @@ browser:
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; \
 	fi
 
-demo: $(STAMP)
+demo: $(VENV)/.installed-demo
 	$(VENV)/bin/stethoscope demo
 
-serve: $(STAMP)
+serve: $(VENV)/.installed-demo
 	$(VENV)/bin/stethoscope serve
 
-lint: $(STAMP)
+lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) browser
+test: $(VENV)/.installed-dev browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 

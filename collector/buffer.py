@@ -116,37 +116,58 @@ class Recorder:
                 self._woken = True
                 self._wake()
 
+    def request_flush(self) -> None:
+        """Ask the sender for a flush now: the flag is set before the wake-up, under the lock,
+        so the sender (which reads the flag after waking) cannot miss it."""
+        with self._lock:
+            self._woken = True
+            self._wake()
+
     def _slow_values(self, scalars: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        tensor_type: Any = None
+        tensor_type = _torch_tensor_type() or ()
         for name, value in scalars.items():
-            if name not in self._good_names and not self._check_name(name):
-                continue
-            t = type(value)
-            if t is float or t is int:
-                out[name] = value
-                continue
-            if tensor_type is None:
-                tensor_type = _torch_tensor_type() or ()
-            if tensor_type and isinstance(value, tensor_type):
-                if value.numel() != 1 or value.is_complex():
-                    self._warn(
-                        "value:" + name,
-                        f"log(): {name!r} is a tensor of shape {tuple(value.shape)} and "
-                        f"dtype {value.dtype}; only one-element real tensors are "
-                        "scalars. Dropped (reduce it first, e.g. .mean()).",
-                    )
+            try:
+                if name not in self._good_names and not self._check_name(name):
                     continue
-                if value.requires_grad:
-                    value = value.detach()  # keep no autograd graph alive
-                if value.dim():
-                    value = value.reshape(())
-                out[name] = (value, value._version)
-            else:
-                f = self._to_float(name, value)
-                if f is not None:
-                    out[name] = f
+                t = type(value)
+                if t is float or t is int:
+                    out[name] = value
+                elif tensor_type and isinstance(value, tensor_type):
+                    entry = self._tensor_entry(name, value)
+                    if entry is not None:
+                        out[name] = entry
+                else:
+                    f = self._to_float(name, value)
+                    if f is not None:
+                        out[name] = f
+            except Warning:
+                raise  # the user turned StethoscopeWarning into an error
+            except Exception as exc:  # never into the training loop: drop this value only
+                self._warn(
+                    "error:" + str(name),
+                    f"log(): could not record {name!r} ({type(value).__name__}): "
+                    f"{type(exc).__name__}: {exc}; dropped. Pass a float, an int, a numpy "
+                    "scalar or a one-element torch tensor.",
+                )
         return out
+
+    def _tensor_entry(self, name: str, value: Any) -> tuple[Any, int] | None:
+        """``(detached 0-d tensor, version at log time)``; version -1 for inference tensors,
+        which have no version counter (so no in-place check for them)."""
+        if value.numel() != 1 or value.is_complex():
+            self._warn(
+                "value:" + name,
+                f"log(): {name!r} is a tensor of shape {tuple(value.shape)} and "
+                f"dtype {value.dtype}; only one-element real tensors are "
+                "scalars. Dropped (reduce it first, e.g. .mean()).",
+            )
+            return None
+        if value.requires_grad:
+            value = value.detach()  # keep no autograd graph alive
+        if value.dim():
+            value = value.reshape(())
+        return value, (-1 if value.is_inference() else value._version)
 
     def _check_name(self, name: str) -> bool:
         if SERIES_NAME_RE.match(name) and not name.startswith(RESERVED_PREFIX):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import numbers
@@ -22,10 +23,11 @@ from .alerts import SEVERITY_RANK, Alert, AlertBook
 from .buffer import Recorder
 from .errors import StethoscopeWarning, StopTraining
 from .outbox import Outbox, RunUpdate
+from .readback import RowSample
 from .sender import Sender
 from .wire import RUN_NAME_RE, WATCH_NAME_RE, json_safe
 
-__all__ = ["DEFAULT_WATCH_EVERY", "Monitor"]
+__all__ = ["DEFAULT_WATCH_EVERY", "MAX_EMBEDDING_DIM", "MAX_EMBEDDING_ROWS", "Monitor"]
 
 _log = logging.getLogger("stethoscope.collector")
 
@@ -33,7 +35,32 @@ DEFAULT_WATCH_EVERY = 10
 """Default ``watch(every=...)``: gradient norms every 10 optimizer steps (one
 ``_foreach_norm`` launch per watched module then; the hook is a cheap no-op in between)."""
 
+# The server's defaults (``max_embedding_rows`` and ``max_embedding_dim`` in app/settings.py):
+# it answers 413 to an embedding with more rows or columns. Rows above the limit are
+# subsampled here (seeded, so reruns send the same rows); wider arrays are dropped.
+MAX_EMBEDDING_ROWS = 16_384
+MAX_EMBEDDING_DIM = 8_192
 _MAX_EMBEDDING_VALUES = 1 << 24
+"""Most values (n * d) of one embedding array kept in memory; above it rows are subsampled
+too (at d = MAX_EMBEDDING_DIM that leaves 2,048 rows)."""
+_EMBEDDING_SEED = 0x5E7
+
+
+def _weak_method(method: Callable[..., Any]) -> Callable[..., None]:
+    """A callable that calls ``method`` while its object lives and does nothing after.
+
+    The recorder and the sender thread hold these instead of bound methods of the Monitor, so
+    they do not keep an unclosed Monitor alive: dropping its last reference runs its finalizer
+    (flush, final status, thread stopped).
+    """
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: Any) -> None:
+        target = ref()
+        if target is not None:
+            target(*args)
+
+    return call
 
 
 class _WarnOnce:
@@ -51,10 +78,23 @@ class _WarnOnce:
             warnings.warn(message, StethoscopeWarning, stacklevel=4)
 
 
-def _shutdown(sender: Sender, watches: list[Any], status: str | None, timeout: float) -> None:
+def _shutdown(
+    sender: Sender, watches: list[Any], status: str | None, timeout: float, wait: bool = True
+) -> None:
     for w in list(watches):
         w.remove()
-    sender.close(status, timeout)
+    sender.close(status, timeout, wait=wait)
+
+
+def _finalize(sender: Sender, watches: list[Any], status: str, timeout: float) -> None:
+    """Finalizer of an unclosed Monitor. At interpreter exit it waits for delivery (at most
+    ``timeout``); when the Monitor is garbage-collected earlier (e.g. a notebook cell run again)
+    it only starts the final flush, which the sender thread finishes in the background, so
+    whatever thread dropped the last reference is never blocked on the network."""
+    exiting = bool(getattr(weakref.finalize, "_shutdown", False)) or (
+        not threading.main_thread().is_alive()
+    )
+    _shutdown(sender, watches, status, timeout, wait=exiting)
 
 
 class Monitor:
@@ -76,7 +116,9 @@ class Monitor:
     stop_on : {"warning", "critical"}, optional
         Opt into a clean stop: once an alert of at least this severity fires,
         :attr:`should_stop` becomes True and the next :meth:`log` raises :class:`StopTraining`
-        (once). Without it nothing is ever raised into the training loop.
+        (once). Without it nothing is ever raised into the training loop. A StopTraining
+        that leaves a ``with Monitor(...)`` block ends the run with status ``"finished"``
+        (a clean stop), not ``"failed"``.
     flush_interval : float
         Seconds between sends (default 1.0). A batch also goes early when ``flush_points``
         points are pending.
@@ -206,7 +248,7 @@ class Monitor:
             flush_points=flush_points,
             max_pending_points=max_pending_points,
             max_pending_embeddings=64,
-            wake=self._wake,
+            wake=_weak_method(self._wake),
             warn=self._warn,
         )
         client = None
@@ -226,7 +268,7 @@ class Monitor:
             warn=self._warn,
             flush_interval=float(flush_interval),
             max_batch_points=max_batch_points,
-            on_alerts=self._alerts_arrived,
+            on_alerts=_weak_method(self._alerts_arrived),
             backoff_initial=float(backoff_initial),
             backoff_max=float(backoff_max),
         )
@@ -245,7 +287,7 @@ class Monitor:
                 stacklevel=2,
             )
         self._finalizer = weakref.finalize(
-            self, _shutdown, self._sender, self._watches, "finished", self._close_timeout
+            self, _finalize, self._sender, self._watches, "finished", self._close_timeout
         )
         self._sender.start()
 
@@ -254,29 +296,45 @@ class Monitor:
         """Record scalar values at ``step`` (a non-negative int).
 
         Values may be Python numbers, numpy scalars or one-element torch tensors (kept on their
-        device, read back in one batched copy per flush). NaN and Inf are kept. Anything else is
-        dropped with one warning per name. Raises :class:`StopTraining` only with ``stop_on``.
+        device, read back in one batched copy per flush; inference-mode tensors too). NaN and
+        Inf are kept. Anything else is dropped with one warning per name; an unexpected error
+        while recording a value drops that value with a warning. Raises
+        :class:`StopTraining` only with ``stop_on``.
         """
         if self._stop_alert is not None and not self._stop_raised:
             self._stop_raised = True
             raise StopTraining(self._stop_alert)
-        if type(step) is not int:
-            step = self._coerce_step(step)
-            if step is None:
+        try:
+            if type(step) is not int:
+                step = self._coerce_step(step)
+                if step is None:
+                    return
+            elif step < 0:
+                self._warn("step", f"log(): step must be >= 0, got {step}; call dropped")
                 return
-        elif step < 0:
-            self._warn("step", f"log(): step must be >= 0, got {step}; call dropped")
-            return
-        if self._closed:
-            self._warn("closed", "log() after close(): values dropped")
-            return
-        self._recorder.add_scalars(step, scalars)
+            if self._closed:
+                self._warn("closed", "log() after close(): values dropped")
+                return
+            self._recorder.add_scalars(step, scalars)
+        except Warning:
+            raise  # the user turned StethoscopeWarning into an error
+        except Exception as exc:
+            self._internal_error("log", exc)
+
+    def _internal_error(self, where: str, exc: Exception) -> None:
+        with contextlib.suppress(Exception):
+            self._warn(
+                "internal:" + where,
+                f"{where}(): unexpected {type(exc).__name__} while recording ({exc}); this "
+                "call's data was dropped and training goes on",
+            )
 
     def _coerce_step(self, step: Any) -> int | None:
         if isinstance(step, (numbers.Integral, np.integer)) and not isinstance(step, bool):
-            value = int(step)
-            if value >= 0:
-                return value
+            with contextlib.suppress(Exception):
+                value = int(step)
+                if value >= 0:
+                    return value
         self._warn(
             "step",
             f"log(): step must be a non-negative int, got {step!r} ({type(step).__name__}); "
@@ -288,8 +346,19 @@ class Monitor:
         """Record an ``(n, d)`` batch of generated (``fake``) and optionally ``real`` embeddings.
 
         numpy arrays are copied now as float32; torch tensors are detached and read back at
-        flush. A wrong shape (not 2-D, empty, different ``d``) is warned about and dropped.
+        flush. A wrong shape (not 2-D, empty, different ``d``) is warned about and dropped, as is
+        an array wider than the server accepts (``d`` > 8,192). More rows than the server
+        accepts (16,384, fewer when ``n * d`` exceeds 2**24) are subsampled: a seeded random
+        subset of rows, kept in order, with one warning.
         """
+        try:
+            self._log_embeddings(step, fake, real)
+        except Warning:
+            raise  # the user turned StethoscopeWarning into an error
+        except Exception as exc:
+            self._internal_error("log_embeddings", exc)
+
+    def _log_embeddings(self, step: Any, fake: Any, real: Any) -> None:
         if self._closed:
             self._warn("closed", "log_embeddings() after close(): dropped")
             return
@@ -298,28 +367,29 @@ class Monitor:
             if step is None:
                 return
         items = [("fake", fake)] + ([] if real is None else [("real", real)])
-        prepared = []
+        checked = []
         for name, data in items:
-            arr = self._prepare_embedding(name, data)
+            arr = self._check_embedding(name, data)
             if arr is None:
                 return
-            prepared.append((name, arr))
-        if len(prepared) == 2 and prepared[0][1].shape[1] != prepared[1][1].shape[1]:
+            checked.append((name, arr))
+        if len(checked) == 2 and checked[0][1].shape[1] != checked[1][1].shape[1]:
             self._warn(
                 "emb:d",
-                f"log_embeddings(): fake has d={prepared[0][1].shape[1]} but real has "
-                f"d={prepared[1][1].shape[1]}; embed both with the same extractor. Dropped.",
+                f"log_embeddings(): fake has d={checked[0][1].shape[1]} but real has "
+                f"d={checked[1][1].shape[1]}; embed both with the same extractor. Dropped.",
             )
             return
-        for name, arr in prepared:
-            self._recorder.add_embedding(step, name, arr)
+        for which, (name, arr) in enumerate(checked):
+            self._recorder.add_embedding(step, name, self._subsample(step, which, name, arr))
 
-    def _prepare_embedding(self, name: str, data: Any) -> Any:
+    def _check_embedding(self, name: str, data: Any) -> Any:
+        """The detached tensor or the numpy array (not yet copied), or None if unusable."""
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(data, torch.Tensor):
             ok = data.dim() == 2 and not data.is_complex()
             shape = tuple(data.shape)
-            prepared = data.detach() if ok else None
+            checked = data.detach() if ok else None
         else:
             try:
                 arr = np.asarray(data)
@@ -327,7 +397,7 @@ class Monitor:
             except Exception:
                 arr, ok = None, False
             shape = getattr(arr, "shape", ())
-            prepared = np.ascontiguousarray(arr, dtype=np.float32) if ok else None
+            checked = arr if ok else None
         if not ok or shape[0] < 1 or shape[1] < 1:
             self._warn(
                 "emb:" + name,
@@ -335,14 +405,36 @@ class Monitor:
                 f">= 1, got shape {shape}; dropped",
             )
             return None
-        if shape[0] * shape[1] > _MAX_EMBEDDING_VALUES:
+        if shape[1] > MAX_EMBEDDING_DIM:
             self._warn(
-                "emb:size",
-                f"log_embeddings(): {name} of shape {shape} is too large (more than "
-                f"{_MAX_EMBEDDING_VALUES} values); subsample rows first. Dropped.",
+                "emb:dim",
+                f"log_embeddings(): {name} has d={shape[1]} features; the server accepts at "
+                f"most {MAX_EMBEDDING_DIM}. Dropped: project the features to fewer dimensions "
+                "(e.g. a pooled layer or PCA) before logging.",
             )
             return None
-        return prepared
+        return checked
+
+    def _subsample(self, step: int, which: int, name: str, arr: Any) -> Any:
+        """At most :func:`_row_cap` rows (a seeded, sorted random subset), numpy as float32."""
+        n, d = arr.shape[0], arr.shape[1]
+        cap = _row_cap(d)
+        rows = None
+        if n > cap:
+            rng = np.random.default_rng([_EMBEDDING_SEED, step, which])
+            rows = np.sort(rng.choice(n, size=cap, replace=False)).astype(np.int64)
+            self._warn(
+                "emb:rows",
+                f"log_embeddings(): {name} has {n} rows of d={d}; sending a seeded random "
+                f"subset of {cap} rows (the server accepts at most {MAX_EMBEDDING_ROWS} rows "
+                f"and the collector keeps at most {_MAX_EMBEDDING_VALUES} values per array). "
+                "Log fewer samples to choose them yourself.",
+            )
+        if isinstance(arr, np.ndarray):
+            if rows is not None:
+                arr = arr[rows]
+            return np.ascontiguousarray(arr, dtype=np.float32)
+        return arr if rows is None else RowSample(arr, rows)
 
     def watch(
         self,
@@ -459,8 +551,7 @@ class Monitor:
 
     def flush(self) -> None:
         """Ask the sender to flush now (does not wait)."""
-        self._sender.wake()
-        self._recorder._woken = True
+        self._recorder.request_flush()
 
     def close(self, status: str = "finished", timeout: float | None = None) -> bool:
         """Flush, send the final ``status`` and stop; waits at most ``timeout`` seconds
@@ -490,11 +581,20 @@ class Monitor:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close("finished" if exc_type is None else "failed")
+        # StopTraining is the clean stop the user opted into with stop_on, so the run ends
+        # "finished" (the server knows running, finished and failed); any other exception
+        # marks it "failed". The exception itself is not suppressed.
+        clean = exc_type is None or issubclass(exc_type, StopTraining)
+        self.close("finished" if clean else "failed")
 
     def __repr__(self) -> str:
         where = self.server or "offline"
         return f"Monitor(run={self.run!r}, server={where!r}, closed={self._closed})"
+
+
+def _row_cap(d: int) -> int:
+    """Most rows of a ``d``-column embedding that are kept."""
+    return max(1, min(MAX_EMBEDDING_ROWS, _MAX_EMBEDDING_VALUES // d))
 
 
 def _positive(name: str, value: Any, allow_zero: bool = False) -> None:

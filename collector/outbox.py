@@ -135,6 +135,37 @@ class Outbox:
                     self.dropped_embeddings,
                 )
 
+    def replace(self, item: Item, parts: list[Batch]) -> bool:
+        """Put ``parts`` where ``item`` is in the queue (and the spool); False if it is gone.
+
+        The parts' spool files get new sequence numbers, so after a restart they are sent
+        after batches queued later; the server does not depend on batch order.
+        """
+        paths = [self._write_spool(b) for b in parts]
+        with self._lock:
+            try:
+                index = self._items.index(item)
+            except ValueError:
+                index = -1
+            if index >= 0:
+                del self._items[index]
+                if isinstance(item, Batch):
+                    self._points -= item.points
+                    self._bytes -= item.nbytes
+                self._unlink(item)
+                for offset, (batch, path) in enumerate(zip(parts, paths, strict=True)):
+                    self._items.insert(index + offset, batch)
+                    self._points += batch.points
+                    self._bytes += batch.nbytes
+                    if path is not None:
+                        self._files[batch.batch_id] = path
+                return True
+        for path in paths:
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        return False
+
     def head(self) -> Item | None:
         with self._lock:
             return self._items[0] if self._items else None

@@ -13,7 +13,7 @@ import numpy as np
 
 from .buffer import Drained, Warn, merge_points, total_norm
 
-__all__ = ["materialize", "read_tensors"]
+__all__ = ["RowSample", "materialize", "read_tensors"]
 
 
 def read_tensors(scalars: list[Any], vectors: list[Any]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -51,20 +51,85 @@ def read_tensors(scalars: list[Any], vectors: list[Any]) -> tuple[np.ndarray, li
     return svals, vvals
 
 
+class RowSample:
+    """A torch tensor of which only ``rows`` (sorted int64 indices) are sent.
+
+    The row selection runs in the sender thread at read-back time, so the training thread
+    never copies an index tensor to the device.
+    """
+
+    __slots__ = ("rows", "tensor")
+
+    def __init__(self, tensor: Any, rows: np.ndarray) -> None:
+        self.tensor = tensor
+        self.rows = rows
+
+
 def _embedding_array(data: Any) -> np.ndarray:
     if isinstance(data, np.ndarray):
         return data
-    return data.detach().to(dtype=sys.modules["torch"].float32).contiguous().cpu().numpy()
+    torch = sys.modules["torch"]
+    with torch.no_grad():
+        if isinstance(data, RowSample):
+            rows = torch.from_numpy(data.rows).to(data.tensor.device)
+            data = data.tensor.detach().index_select(0, rows)
+        return data.detach().to(dtype=torch.float32).contiguous().cpu().numpy()
+
+
+def _modified(t: Any, version: int) -> bool:
+    try:
+        return bool(t._version != version)
+    except Exception:
+        return False
+
+
+def _read_or_salvage(
+    scalars: list[Any], vectors: list[Any], warn: Warn
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None]]:
+    """:func:`read_tensors` plus a mask of the scalars read; if the batched copy fails (an
+    exotic tensor subclass, a device error), the tensors are read one by one so that only the
+    unreadable ones are lost (``False`` in the mask, ``None`` for a vector)."""
+    try:
+        svals, vvals = read_tensors(scalars, vectors)
+        return svals, np.ones(len(scalars), dtype=bool), list(vvals)
+    except Exception as exc:
+        first_error = exc
+    svals = np.full(len(scalars), np.nan)
+    ok = np.zeros(len(scalars), dtype=bool)
+    out: list[np.ndarray | None] = []
+    for i, t in enumerate(scalars):
+        try:
+            svals[i] = read_tensors([t], [])[0][0]
+            ok[i] = True
+        except Exception:
+            pass
+    for v in vectors:
+        try:
+            out.append(read_tensors([], [v])[1][0])
+        except Exception:
+            out.append(None)
+    bad = int((~ok).sum()) + sum(v is None for v in out)
+    if bad:
+        warn(
+            "readback",
+            f"log(): {bad} logged tensor(s) could not be read back "
+            f"({type(first_error).__name__}: {first_error}); they were dropped",
+        )
+    return svals, ok, out
 
 
 def materialize(
     drained: Drained, warn: Warn
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[tuple[int, str, np.ndarray]]]:
-    """Series as ``name -> (steps, values)`` and embeddings as ``(step, name, array)``."""
+    """Series as ``name -> (steps, values)`` and embeddings as ``(step, name, array)``.
+
+    A tensor or embedding that cannot be read back is dropped with a warning; the rest of the
+    flush goes on.
+    """
     scalars: list[Any] = []
     for name, s in drained.series.items():
         for t, version in s.tensors:
-            if t._version != version:
+            if version >= 0 and _modified(t, version):  # -1: inference tensor, no counter
                 warn(
                     "inplace:" + name,
                     f"log(): the tensor logged as {name!r} was modified in place after log(); "
@@ -72,20 +137,27 @@ def materialize(
                     "tensor instead of one you keep updating.",
                 )
             scalars.append(t)
-    svals, gvals = read_tensors(scalars, [g[3] for g in drained.grads])
+    svals, sok, gvals = _read_or_salvage(scalars, [g[3] for g in drained.grads], warn)
 
     series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     pos = 0
     for name, s in drained.series.items():
         k = len(s.tensors)
         tv = svals[pos : pos + k]
+        tsteps = s.tsteps
+        keep = sok[pos : pos + k]
+        if not keep.all():
+            tv = tv[keep]
+            tsteps = [st for st, good in zip(tsteps, keep.tolist(), strict=True) if good]
         pos += k
-        steps, vals = merge_points(s.steps, s.values, s.tsteps, tv)
+        steps, vals = merge_points(s.steps, s.values, tsteps, tv)
         if len(steps):
             series[name] = (steps, vals)
 
     grad_points: dict[str, tuple[list[int], list[float]]] = {}
     for (step, prefix, names, _t), norms in zip(drained.grads, gvals, strict=True):
+        if norms is None:
+            continue
         for pname, v in zip(names, norms.tolist(), strict=True):
             entry = grad_points.setdefault(f"{prefix}/{pname}", ([], []))
             entry[0].append(step)
@@ -101,5 +173,14 @@ def materialize(
             s_arr, v_arr = merge_points(old[0].tolist(), old[1].tolist(), steps, v_arr)
         series[name] = (s_arr, v_arr)
 
-    embeddings = [(step, name, _embedding_array(d)) for step, name, d in drained.embeddings]
+    embeddings = []
+    for step, name, d in drained.embeddings:
+        try:
+            embeddings.append((step, name, _embedding_array(d)))
+        except Exception as exc:
+            warn(
+                "readback:emb",
+                f"log_embeddings(): an embedding ({name!r}, step {step}) could not be read "
+                f"back ({type(exc).__name__}: {exc}); dropped",
+            )
     return series, embeddings

@@ -5,6 +5,9 @@ Error policy (the training thread never waits on any of this):
 - transport errors (refused, timeout, DNS), ``408``, ``429`` and ``5xx``: keep the item at the
   head of the queue and retry it with exponential backoff (``Retry-After`` honoured); a batch
   keeps its ``batch_id`` across retries so the server stores it once;
+- ``413`` (too large) on a batch that can be split: it is replaced in the queue by smaller
+  batches (scalars and embeddings apart, one embedding per batch, scalar series halved; see
+  :func:`~.wire.split_batch`) and those are sent, so one oversized item is dropped alone;
 - any other ``4xx`` (and unexpected ``3xx``): the item is bad; the server's message is logged
   (once per distinct message) and the item dropped;
 - ``2xx``: the item is done; alerts in the response go to the :class:`AlertBook`.
@@ -27,7 +30,7 @@ from .alerts import Alert, AlertBook
 from .buffer import Recorder, Warn
 from .outbox import Outbox, RunUpdate
 from .readback import materialize
-from .wire import Batch, build_batches
+from .wire import Batch, build_batches, split_batch
 
 __all__ = ["Sender"]
 
@@ -95,15 +98,19 @@ class Sender:
     def wake(self) -> None:
         self._wake.set()
 
-    def close(self, status: str | None, timeout: float) -> bool:
+    def close(self, status: str | None, timeout: float, wait: bool = True) -> bool:
         """Final flush, then the final run status; waits at most ``timeout`` seconds.
 
-        Returns True when everything was delivered (always True offline).
+        With ``wait=False`` the thread is only told to finish (delivering for at most
+        ``timeout`` seconds) and this returns at once. Returns True when everything was
+        delivered (always True offline).
         """
         self._final_status = status
         self._deadline = time.monotonic() + timeout
         self._closing.set()
         self._wake.set()
+        if not wait and self._thread.ident:
+            return self._client is None or len(self._outbox) == 0
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout + 1.0)
             if self._thread.is_alive():
@@ -197,6 +204,8 @@ class Sender:
             outcome = self._deliver(item)
             if outcome == "retry":
                 return
+            if outcome == "split":
+                continue  # the parts are now at the head of the queue
             self._outbox.done(item)
             if outcome == "ok" and isinstance(item, Batch):
                 self.sent_batches += 1
@@ -232,6 +241,17 @@ class Sender:
             if isinstance(item, Batch):
                 self._read_alerts(resp)
             return "ok"
+        if code == 413 and isinstance(item, Batch):
+            parts = split_batch(item)
+            if parts is not None and len(parts) > 1:
+                _log.debug(
+                    "stethoscope: batch %s too large for the server (HTTP 413); sending it as "
+                    "%d smaller batches",
+                    item.batch_id,
+                    len(parts),
+                )
+                if self._outbox.replace(item, parts):
+                    return "split"
         self._reject(item, resp)
         return "rejected"
 

@@ -30,6 +30,7 @@ __all__ = [
     "encode_values",
     "json_safe",
     "new_batch_id",
+    "split_batch",
 ]
 
 RUN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
@@ -202,3 +203,62 @@ def build_batches(
         frag = json.dumps({"embeddings": group}, separators=(",", ":"))[1:-1]
         batches.append(Batch(new_batch_id(), frag, 0, len(group)))
     return batches
+
+
+def _fragment(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False)[1:-1]
+
+
+def split_batch(batch: Batch) -> list[Batch] | None:
+    """Smaller batches holding together what ``batch`` held, or None if it cannot be split.
+
+    Used when the server rejects a batch as too large (HTTP 413), so that one offending item
+    does not take the rest of the batch down with it. Scalars and embeddings are separated;
+    embeddings are sent one per batch; scalar series are split in two halves (by series, then
+    by points), so repeated 413s end with the offending part alone. Every part gets a new
+    ``batch_id`` (the server stored nothing of the rejected batch).
+    """
+    try:
+        doc = json.loads("{" + batch.fragment + "}")
+    except ValueError:
+        return None
+    scalars: dict[str, Any] = doc.get("scalars") or {}
+    embeddings: list[Any] = doc.get("embeddings") or []
+    parts: list[tuple[dict[str, Any], list[Any]]] = []
+    if scalars and embeddings:
+        parts = [(scalars, []), ({}, embeddings)]
+    elif len(embeddings) > 1:
+        parts = [({}, [e]) for e in embeddings]
+    elif len(scalars) > 1:
+        names = sorted(scalars, key=lambda n: len(scalars[n]["steps"]))
+        total = sum(len(scalars[n]["steps"]) for n in names)
+        first: dict[str, Any] = {}
+        count = 0
+        for n in names:
+            if first and count + len(scalars[n]["steps"]) > total / 2:
+                break
+            first[n] = scalars[n]
+            count += len(scalars[n]["steps"])
+        parts = [(first, []), ({n: v for n, v in scalars.items() if n not in first}, [])]
+    elif len(scalars) == 1:
+        (name, series), = scalars.items()
+        k = len(series["steps"])
+        if k < 2:
+            return None
+        half = k // 2
+        parts = [
+            ({name: {"steps": series["steps"][:half], "values": series["values"][:half]}}, []),
+            ({name: {"steps": series["steps"][half:], "values": series["values"][half:]}}, []),
+        ]
+    else:
+        return None
+    out = []
+    for sc, em in parts:
+        body: dict[str, Any] = {}
+        if sc:
+            body["scalars"] = sc
+        if em:
+            body["embeddings"] = em
+        points = sum(len(v["steps"]) for v in sc.values())
+        out.append(Batch(new_batch_id(), _fragment(body), points, len(em)))
+    return out

@@ -55,15 +55,16 @@ def ingest_batch(
             )
         embeddings.append(EmbeddingInput(step=emb.step, name=emb.name, data=emb.array()))
     stored = store.ingest_batch(run, batch.batch_id, scalars, embeddings)
+    points = sum(len(s) for s, _ in scalars.values()) if stored else 0
     metrics.batches.labels("stored" if stored else "duplicate").inc()
     if stored:
-        metrics.points.inc(sum(len(s) for s, _ in scalars.values()))
+        metrics.points.inc(points)
         runtime.process(run, scalars, embeddings)
     alerts = store.list_alerts(run, after_seq=batch.alert_cursor)
     return IngestOut(
         batch_id=batch.batch_id,
         duplicate=not stored,
-        stored_points=sum(len(s) for s, _ in scalars.values()) if stored else 0,
+        stored_points=points,
         stored_embeddings=len(embeddings) if stored else 0,
         alerts=[alert_out(a) for a in alerts],
         alert_cursor=max((a.seq for a in alerts), default=batch.alert_cursor),

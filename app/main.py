@@ -97,6 +97,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = None
     app.state.metrics = ServerMetrics(lambda: app.state.store)
     app.add_exception_handler(RequestValidationError, _validation_error)
+
+    @app.middleware("http")
+    async def limit_body_size(request: Request, call_next):  # type: ignore[no-untyped-def]
+        """413 before reading a body that announces more than ``max_request_bytes``."""
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_request_bytes:
+            return JSONResponse(
+                status_code=413,
+                content={
+                    "detail": f"request body of {int(length)} bytes exceeds the server's limit "
+                    f"of {settings.max_request_bytes} bytes; send smaller batches (or raise "
+                    "STETHOSCOPE_MAX_REQUEST_BYTES)"
+                },
+            )
+        return await call_next(request)
     app.include_router(ingest.router)
     app.include_router(runs.router)
     app.include_router(alerts.router)

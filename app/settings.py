@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     max_embedding_dim: int = Field(
         8_192, ge=1, description="Most columns (features) one embedding batch may carry."
     )
+    max_request_bytes: int = Field(
+        128 << 20,
+        ge=1024,
+        description="Largest request body accepted (the collector's largest embedding batch, "
+        "2^24 float32 values in base64, is about 90 MB).",
+    )
     alert_update_interval: float = Field(
         5.0,
         ge=0.0,

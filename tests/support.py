@@ -42,13 +42,16 @@ class LiveServer:
         return httpx.Client(base_url=self.url, timeout=30)
 
 
-def start_server(db_path: Path, *, ui: bool = True) -> tuple[LiveServer, object, threading.Thread]:
+def start_server(
+    db_path: Path, *, ui: bool = True, **settings: object
+) -> tuple[LiveServer, object, threading.Thread]:
     import uvicorn
 
     from stethoscope.app import Settings, create_app
 
     port = free_port()
-    app = create_app(Settings(db_path=str(db_path), port=port, ui=ui, alert_update_interval=0.0))
+    options = {"alert_update_interval": 0.0, **settings}
+    app = create_app(Settings(db_path=str(db_path), port=port, ui=ui, **options))
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )

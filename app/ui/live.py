@@ -9,6 +9,11 @@ in a ``dcc.Store``) and returns the page's outputs. It never rebuilds a drawn fi
   after the last step drawn of each series (``read_series(start=cursor + 1)``), adds traces for
   series that just appeared, and marks new alerts;
 - new charts are inserted into the chart grid with a ``Patch`` at their place in the page order;
+- points that arrive late, with a step at or below the last one drawn (a collector's spool
+  replayed after an outage, several writers to one run), are never read past the cursor: the
+  state keeps each series' stored point count as last accounted for, and a chart whose series'
+  count (from the one ``list_series`` query of the tick) grew by more than the points read past
+  the cursor is redrawn once, downsampled as on its first draw, instead of patched;
 - the embedding cloud is patched with the latest step's points when a new step arrives.
 
 A chart that has grown past :data:`REDRAW_FACTOR` times its first-draw budget through appends is
@@ -48,6 +53,7 @@ def initial_state(run: str) -> dict[str, Any]:
         "run": run,
         "found": False,
         "cursors": {},  # series name -> last step drawn
+        "stored": {},  # series name -> stored point count accounted for by the drawing
         "charts": {},  # chart id -> {"traces": [series names], "points": int}
         "order": [],  # chart ids in page order
         "alert_seq": -1,
@@ -83,16 +89,18 @@ def graph(chart: str, figure: Mapping[str, Any]) -> dcc.Graph:
 
 def _read(
     store: Any, run: str, name: str, start: int | None, keep: Sequence[int]
-) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """Points of one series from ``start`` on, downsampled to :data:`MAX_POINTS`, and the last
-    step read (the cursor: downsampling may drop the very last point from the drawing)."""
+) -> tuple[np.ndarray, np.ndarray, int | None, int]:
+    """Points of one series from ``start`` on, downsampled to :data:`MAX_POINTS`, the last step
+    read (the cursor: downsampling may drop the very last point from the drawing) and the number
+    of stored points read (before downsampling)."""
     data = store.read_series(run, name, start=start)
     steps, values = data.steps, data.values
     last = int(steps[-1]) if len(steps) else None
+    read = len(steps)
     if len(steps) > MAX_POINTS:
         idx = downsample_indices(steps, values, MAX_POINTS, keep)
         steps, values = steps[idx], values[idx]
-    return steps, values, last
+    return steps, values, last, read
 
 
 def _labels(names: Sequence[str]) -> dict[str, str]:
@@ -106,12 +114,17 @@ def _build_chart(
     marks: Sequence[figures.AlertMark],
     keep: Sequence[int],
     cursors: dict[str, int],
+    stored: dict[str, int],
+    counts: Mapping[str, int],
 ) -> tuple[dict[str, Any], int]:
-    """A whole chart of ``names``; updates ``cursors``; returns the figure and its point count."""
+    """A whole chart of ``names``; updates ``cursors`` and ``stored`` (the larger of the point
+    count listed this tick, ``counts``, and the points actually read); returns the figure and
+    its point count."""
     data = {}
     for n in names:
-        s, v, last = _read(store, run, n, None, keep)
+        s, v, last, read = _read(store, run, n, None, keep)
         data[n] = (s, v)
+        stored[n] = max(counts.get(n, 0), read)
         if last is not None:
             cursors[n] = last
     slot = classify_series(names[0])
@@ -142,6 +155,7 @@ def refresh_run(store: Any, state: Mapping[str, Any] | None, run: str | None = N
     up.header = components.run_header(record)
 
     cursors: dict[str, int] = dict(state.get("cursors") or {})
+    stored: dict[str, int] = dict(state.get("stored") or {})
     charts: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (state.get("charts") or {}).items()}
     order: list[str] = list(state.get("order") or [])
     alert_ids: list[int] = list(state.get("alert_ids") or [])
@@ -167,10 +181,12 @@ def refresh_run(store: Any, state: Mapping[str, Any] | None, run: str | None = N
         state["alert_seq"] = seq
     keep = sorted({s for m in all_marks or () for s in (m.first_step, m.step)})
 
-    # series: read only what is newer than the last drawn step of each
+    # series: read only what is newer than the last drawn step of each; a series whose stored
+    # count grew by more than that got late points (steps already passed): redraw its chart
     infos = store.list_series(run)
     groups = group_series(i.name for i in infos)
     last = {i.name: i.last_step for i in infos}
+    counts = {i.name: i.points for i in infos}
     new_charts: list[str] = []
     for chart, names in groups.items():
         slot = classify_series(names[0])
@@ -178,27 +194,44 @@ def refresh_run(store: Any, state: Mapping[str, Any] | None, run: str | None = N
         redraw = info is not None and info["points"] > REDRAW_FACTOR * MAX_POINTS * max(
             1, len(info["traces"])
         )
+        new_points: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        new_cursors: dict[str, int] = {}
+        new_stored: dict[str, int] = {}
+        if info is not None and not redraw:
+            for n in names:
+                cur = cursors.get(n)
+                before = stored.get(n)
+                if before is None and cur is not None:
+                    before = counts[n]  # state from before counts were kept: take them as is
+                grown = counts[n] - (before or 0)
+                if last.get(n) is None or (cur is not None and last[n] <= cur):
+                    if grown > 0:  # stored points, none past the cursor: late ones
+                        redraw = True
+                        break
+                    continue
+                s, v, last_read, read = _read(store, run, n, None if cur is None else cur + 1, keep)
+                if read < grown:  # more points stored than read past the cursor: late ones
+                    redraw = True
+                    break
+                # points stored after list_series may have been read too: count them as well
+                new_stored[n] = max(counts[n], (before or 0) + read)
+                if last_read is not None:
+                    new_points[n] = (s, v)
+                    new_cursors[n] = last_read
         if info is None or redraw:
             if all_marks is None:
                 all_marks = sorted(
                     (figures.alert_mark(a) for a in store.list_alerts(run)), key=lambda m: m.id
                 )
             keep = sorted({s for m in all_marks for s in (m.first_step, m.step)})
-            fig, points = _build_chart(store, run, names, all_marks, keep, cursors)
+            fig, points = _build_chart(store, run, names, all_marks, keep, cursors, stored, counts)
             up.figures[chart] = fig
             charts[chart] = {"traces": list(names), "points": points}
             if info is None:
                 new_charts.append(chart)
             continue
-        new_points: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for n in names:
-            cur = cursors.get(n)
-            if last.get(n) is None or (cur is not None and last[n] <= cur):
-                continue
-            s, v, last_read = _read(store, run, n, None if cur is None else cur + 1, keep)
-            if last_read is not None:
-                new_points[n] = (s, v)
-                cursors[n] = last_read
+        cursors.update(new_cursors)
+        stored.update(new_stored)
         patch, traces = figures.series_patch(
             info["traces"],
             new_points,
@@ -235,7 +268,14 @@ def refresh_run(store: Any, state: Mapping[str, Any] | None, run: str | None = N
             up.charts = patch
         order = final
 
-    state.update(cursors=cursors, charts=charts, order=order, alert_ids=alert_ids, alert_sigs=sigs)
+    state.update(
+        cursors=cursors,
+        stored=stored,
+        charts=charts,
+        order=order,
+        alert_ids=alert_ids,
+        alert_sigs=sigs,
+    )
     return up
 
 

@@ -322,3 +322,16 @@ def test_alerts_resolve_after_a_crash_and_restart(tmp_path) -> None:
         assert alert["status"] == "resolved"
     finally:
         stop_server(server, thread)
+
+
+def test_oversized_body_is_refused_before_reading(tmp_path) -> None:
+    live, server, thread = start_server(tmp_path / "big.db", ui=False, max_request_bytes=4096)
+    try:
+        with live.client() as http:
+            values = list(range(2000))
+            r = http.post("/api/v1/runs/big/batches", json=batch({"loss": {"steps": values, "values": values}}))
+            assert r.status_code == 413 and "STETHOSCOPE_MAX_REQUEST_BYTES" in r.json()["detail"]
+            small = http.post("/api/v1/runs/big/batches", json=batch({"loss": {"steps": [0], "values": [1.0]}}))
+            assert small.status_code == 200
+    finally:
+        stop_server(server, thread)

@@ -27,8 +27,8 @@ def store(tmp_path: Path) -> Any:
     s.close()
 
 
-def _steps(a: int, b: int) -> np.ndarray:
-    return np.arange(a, b, dtype=np.int64)
+def _steps(a: int, b: int, step: int = 1) -> np.ndarray:
+    return np.arange(a, b, step, dtype=np.int64)
 
 
 def _alert(step: int, kind: str = "divergence", severity: str = "critical") -> AlertChange:
@@ -189,6 +189,48 @@ def test_chart_grown_far_past_its_budget_is_redrawn_once(store: SQLiteStore) -> 
         isinstance(up.figures["losses"], dict) and len(up.figures["losses"]["data"][3]["x"]) == 20
     )
     assert up.state["charts"]["losses"]["points"] == 20
+
+
+def test_late_points_below_the_cursor_redraw_the_chart_once(store: SQLiteStore) -> None:
+    store.ingest_batch(
+        RUN,
+        "b0",
+        {"loss_D": (_steps(0, 100, 2), np.ones(50)), "loss_G": (_steps(0, 10), np.ones(10))},
+        [],
+    )
+    first = live.refresh_run(store, live.initial_state(RUN))
+    assert first.state["cursors"]["loss_D"] == 98 and first.state["stored"]["loss_D"] == 50
+
+    # an ordinary tick: points past the cursor only, sent as a patch
+    store.ingest_batch(RUN, "b1", {"loss_D": (_steps(100, 110), np.ones(10))}, [])
+    up = live.refresh_run(store, json.loads(json.dumps(first.state)))
+    assert [(o["location"], o["params"]["value"]) for o in _ops(up.figures["losses"])] == [
+        (["data", 3, "x"], _steps(100, 110).tolist()),
+        (["data", 3, "y"], [1.0] * 10),
+    ]
+    assert up.state["stored"]["loss_D"] == 60
+
+    # a replayed spool: odd steps below the cursor, one at the cursor, plus new points past it
+    late = np.concatenate([_steps(1, 100, 2), [109], _steps(110, 115)])
+    store.ingest_batch(RUN, "late", {"loss_D": (late, np.full(len(late), 0.5))}, [])
+    redrawn = live.refresh_run(store, up.state)
+    fig = redrawn.figures["losses"]
+    assert isinstance(fig, dict) and redrawn.charts is no_update
+    loss_d = fig["data"][figures.SPECIAL_TRACES]
+    assert loss_d["x"][:4] == [0, 1, 2, 3] and len(loss_d["x"]) == 116
+    assert len(fig["data"][figures.SPECIAL_TRACES + 1]["x"]) == 10  # loss_G redrawn whole too
+    assert redrawn.state["cursors"]["loss_D"] == 114 and redrawn.state["stored"]["loss_D"] == 116
+    assert redrawn.state["charts"]["losses"]["points"] == 126
+
+    # once redrawn, ticks go back to patches; a late point on a series with nothing new past
+    # its cursor is caught as well
+    assert live.refresh_run(store, redrawn.state).figures == {}
+    store.ingest_batch(RUN, "late2", {"loss_G": (_steps(3, 4), np.zeros(1))}, [])
+    again = live.refresh_run(store, redrawn.state)
+    assert isinstance(again.figures["losses"], dict)
+    assert len(again.figures["losses"]["data"][figures.SPECIAL_TRACES + 1]["x"]) == 11
+    store.ingest_batch(RUN, "b2", {"loss_G": (_steps(10, 12), np.ones(2))}, [])
+    assert isinstance(live.refresh_run(store, again.state).figures["losses"], Patch)
 
 
 def test_missing_run_says_so_and_is_drawn_once_it_exists(store: SQLiteStore) -> None:

@@ -97,29 +97,13 @@ class AlertManager:
         findings = list(findings)
         if not findings:
             return []
-        with self._lock:
-            firing = self._firing_for(run)
-            changes = self._plan(run, firing, findings)
-            if not changes:
-                return []
-            records = self.store.apply_alert_changes(changes)
-            written = self._clock()
-            for record in records:
-                if record.status == "firing":
-                    firing[record.key] = record
-                    self._written_at[record.id] = written
-                else:
-                    firing.pop(record.key, None)
-                    self._written_at.pop(record.id, None)
-        for record in records:
-            for listener in self.listeners:
-                listener(record)
-        return records
+        with self._lock:  # plan and store atomically, so two callers never open the same alert
+            records = self._apply(run, self._plan(run, self._firing_for(run), findings))
+        return self._notify(records)
 
     def resolve_all(self, run: str, reason: str) -> list[AlertRecord]:
         """Resolve every firing alert of ``run``, saying ``reason``."""
         with self._lock:
-            firing = self._firing_for(run)
             changes = [
                 AlertChange(
                     run=run, kind=a.kind, key=a.key, severity=a.severity, status="resolved",
@@ -127,12 +111,29 @@ class AlertManager:
                     remedies=list(a.remedies), detector=a.detector, subject=a.subject,
                     alert_id=a.id,
                 )
-                for a in firing.values()
+                for a in self._firing_for(run).values()
             ]
-            records = self.store.apply_alert_changes(changes) if changes else []
-            for record in records:
+            records = self._apply(run, changes)
+        return self._notify(records)
+
+    def _apply(self, run: str, changes: Sequence[AlertChange]) -> list[AlertRecord]:
+        """Store ``changes`` and keep the firing set current (caller holds the lock)."""
+        if not changes:
+            return []
+        records = self.store.apply_alert_changes(changes)
+        firing = self._firing_for(run)
+        written = self._clock()
+        for record in records:
+            if record.status == "firing":
+                firing[record.key] = record
+                self._written_at[record.id] = written
+            else:
                 firing.pop(record.key, None)
                 self._written_at.pop(record.id, None)
+        return records
+
+    def _notify(self, records: list[AlertRecord]) -> list[AlertRecord]:
+        """Tell the listeners (outside the lock: a slow listener never blocks alerting)."""
         for record in records:
             for listener in self.listeners:
                 listener(record)

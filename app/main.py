@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -70,19 +71,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = SQLiteStore(settings.db_path)
-        alert_manager = AlertManager(store, update_interval=settings.alert_update_interval)
-        alert_manager.listeners.append(
-            lambda a: app.state.metrics.alert_changes.labels(a.kind, a.status).inc()
-        )
+        alert_manager = AlertManager(store, update_interval=settings.alert_update_interval,
+                                     reopen_steps=settings.alert_reopen_steps)
+        alert_manager.listeners.append(app.state.metrics.count_alert_change)
         runtime = DetectorRuntime(
             store, alert_manager, state_save_interval=settings.state_save_interval
         )
         app.state.store = store
         app.state.alerts = alert_manager
         app.state.runtime = runtime
+        # batches stored but not yet seen by the detectors (a crash): replayed in the
+        # background; a run's new batches wait for its replay (the run's lock)
+        recovery = threading.Thread(target=runtime.recover, name="stethoscope-recovery",
+                                    daemon=True)
+        recovery.start()
         try:
             yield
         finally:
+            recovery.join(timeout=60)
             runtime.close()
             store.close()
             app.state.store = None

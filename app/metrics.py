@@ -12,11 +12,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .storage import Store
+from .storage import AlertRecord, Store
 
 
 class StoreCollector(Collector):
-    """Firing alerts per run/kind/severity and each run's last step, read at scrape time."""
+    """Firing alerts and alert episodes per run/kind/severity and each run's last step, read
+    at scrape time."""
 
     def __init__(self, store: Callable[[], Store | None]) -> None:
         self._store = store
@@ -31,18 +32,30 @@ class StoreCollector(Collector):
         last_step = GaugeMetricFamily(
             "stethoscope_run_last_step", "Last step received for each run.", labels=["run"]
         )
+        episodes = GaugeMetricFamily(
+            "stethoscope_alert_episodes",
+            "Alert episodes stored (firing and resolved), by run, kind and severity: the "
+            "persistent count of what ever fired.",
+            labels=["run", "kind", "severity"],
+        )
         if store is not None:
             for run in store.list_runs():
                 if run.last_step is not None:
                     last_step.add_metric([run.name], run.last_step)
                 counts: dict[tuple[str, str], int] = {}
-                for alert in store.list_alerts(run.name, status="firing"):
+                fired: dict[tuple[str, str], int] = {}
+                for alert in store.list_alerts(run.name):
                     key = (alert.kind, alert.severity)
-                    counts[key] = counts.get(key, 0) + 1
+                    fired[key] = fired.get(key, 0) + alert.episodes
+                    if alert.status == "firing":
+                        counts[key] = counts.get(key, 0) + 1
                 for (kind, severity), n in counts.items():
                     firing.add_metric([run.name, kind, severity], n)
+                for (kind, severity), n in fired.items():
+                    episodes.add_metric([run.name, kind, severity], n)
         yield firing
         yield last_step
+        yield episodes
 
 
 class ServerMetrics:
@@ -65,7 +78,20 @@ class ServerMetrics:
             ["kind", "status"],
             registry=self.registry,
         )
+        self.alerts_fired = Counter(
+            "stethoscope_alerts_fired",
+            "Alert episodes fired (new or reopened alerts), by run, kind and severity; an "
+            "alert that fired and resolved between two scrapes is counted too.",
+            ["run", "kind", "severity"],
+            registry=self.registry,
+        )
         self.registry.register(StoreCollector(store))
+
+    def count_alert_change(self, alert: AlertRecord) -> None:
+        """Alert-manager listener: count every stored alert change."""
+        self.alert_changes.labels(alert.kind, alert.status).inc()
+        if alert.last_event in ("fired", "reopened"):
+            self.alerts_fired.labels(alert.run, alert.kind, alert.severity).inc()
 
     def exposition(self) -> tuple[bytes, str]:
         """The metrics page and its content type."""

@@ -1,12 +1,19 @@
-"""Runs the detectors of every run on what is ingested, and keeps each run's health current.
+"""Runs the detectors of every run on what is stored, exactly once, and keeps health current.
 
 One :class:`~stethoscope.detectors.DetectorSuite` per run, built from the run's detector
 configuration, created on the run's first batch and resumed from its saved state after a
 restart. Scalar detectors run on the request path (microseconds per point), so a NaN alert is in
 the very response to the batch that carried the NaN. Embedding evaluations (tens of
 milliseconds each) run on a background worker, so a batch with embeddings is answered as soon
-as it is stored; their alerts reach the collector on its next response. A detector that raises
-is reported in the run's health view instead of failing the ingest: the data is stored by then.
+as it is stored; their alerts reach the collector on its next response.
+
+Every stored batch has a sequence number within its run. The runtime feeds batches in that
+order and keeps two cursors per run (scalars and embeddings consumed); the cursors are saved in
+one transaction with the detector state, the derived signal points and the alert changes they
+explain. After a crash (even ``kill -9`` between storing a batch and running its detectors) the
+resumed detectors replay exactly the stored batches past their cursors: every stored point
+reaches the detectors once, and no alert or signal point is written twice. A detector that
+raises is reported in the run's health view instead of failing the ingest.
 """
 
 from __future__ import annotations
@@ -15,9 +22,9 @@ import logging
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 import numpy as np
@@ -25,20 +32,49 @@ import numpy as np
 from stethoscope.detectors import DetectorSuite
 
 from .alerting import AlertManager, firing_counts
-from .storage import AlertRecord, EmbeddingInput, Store
+from .storage import AlertChange, AlertRecord, DetectorCursors, EmbeddingInput, Store
 
 log = logging.getLogger("stethoscope.runtime")
 
 ScalarBatch = Mapping[str, tuple[np.ndarray, np.ndarray]]
-EmbeddingJob = tuple[str, int, dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One embedding evaluation: the arrays logged at one step of one stored batch."""
+
+    run: str
+    seq: int
+    step: int
+    arrays: dict[str, np.ndarray]
+    generation: int
+
+
+@dataclass
+class _RunState:
+    """The runtime's per-run bookkeeping (guarded by the run's lock)."""
+
+    suite: DetectorSuite
+    scalars: int  # last batch whose scalars were fed
+    enqueued: int  # last batch whose embeddings were queued (or evaluated inline)
+    saved_at: float
+    generation: int = 0
+    inflight: Counter[int] | None = None  # batch seq -> embedding jobs not yet done
+
+    def cursors(self) -> DetectorCursors:
+        """The cursors that describe the suite's state right now."""
+        waiting = [s for s, n in (self.inflight or {}).items() if n > 0]
+        embeddings = min(waiting) - 1 if waiting else self.scalars
+        return DetectorCursors(self.scalars, max(0, embeddings))
 
 
 class DetectorRuntime:
-    """Feeds ingested batches to per-run detector suites and turns findings into alerts.
+    """Feeds stored batches to per-run detector suites and turns findings into alerts.
 
     ``embedding_workers=0`` evaluates embeddings inline (deterministic, for offline replays);
-    the server uses one background worker. ``max_pending_evaluations`` bounds the worker's
-    queue: when it is full the oldest evaluation is skipped and the run's health says so.
+    the server uses one background worker (more would reorder a run's evaluations).
+    ``max_pending_evaluations`` bounds the worker's queue: when it is full the oldest
+    evaluation is skipped and the run's health says so.
     """
 
     def __init__(
@@ -52,19 +88,20 @@ class DetectorRuntime:
         suite_factory: Callable[[Mapping[str, Any] | None], DetectorSuite] = DetectorSuite,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if embedding_workers not in (0, 1):
+            raise ValueError("embedding_workers must be 0 (inline) or 1")
         self.store = store
         self.alerts = alerts
         self.state_save_interval = state_save_interval
         self._suite_factory = suite_factory
         self._clock = clock
-        self._suites: dict[str, DetectorSuite] = {}
-        self._saved_at: dict[str, float] = {}
+        self._runs: dict[str, _RunState] = {}
         self._errors: dict[str, dict[str, str]] = defaultdict(dict)
         self._locks: dict[str, threading.RLock] = defaultdict(threading.RLock)
         self._guard = threading.Lock()
         self._pending: dict[str, int] = defaultdict(int)
         self._skipped: dict[str, int] = defaultdict(int)
-        self._jobs: queue.Queue[EmbeddingJob | None] = queue.Queue(max_pending_evaluations)
+        self._jobs: queue.Queue[_Job | None] = queue.Queue(max_pending_evaluations)
         self._workers = [
             threading.Thread(target=self._work, name=f"stethoscope-embeddings-{i}", daemon=True)
             for i in range(embedding_workers)
@@ -77,9 +114,11 @@ class DetectorRuntime:
         with self._guard:
             return self._locks[run]
 
-    def _suite(self, run: str) -> DetectorSuite:
-        suite = self._suites.get(run)
-        if suite is None:
+    def _state(self, run: str) -> _RunState:
+        """The run's suite and cursors, loaded from the store the first time (caller holds the
+        run's lock)."""
+        rs = self._runs.get(run)
+        if rs is None:
             config = self.store.get_run(run).detectors
             suite = self._suite_factory(config or None)
             state = self.store.load_detector_state(run)
@@ -89,50 +128,130 @@ class DetectorRuntime:
                 except Exception as exc:  # a state from another version: start afresh
                     log.warning("run %s: detector state not resumed (%s); starting afresh", run, exc)
                     suite = self._suite_factory(config or None)
-            self._suites[run] = suite
-            self._saved_at[run] = self._clock()
-        return suite
+            cursors = self.store.detector_cursors(run)
+            rs = _RunState(suite, cursors.scalars, cursors.embeddings, self._clock(),
+                           inflight=Counter())
+            self._runs[run] = rs
+        return rs
+
+    @property
+    def _suites(self) -> dict[str, DetectorSuite]:
+        """Every loaded run's suite (read-only view for diagnostics)."""
+        return {run: rs.suite for run, rs in self._runs.items()}
 
     def reconfigure(self, run: str) -> list[AlertRecord]:
         """Rebuild the run's detectors from its stored configuration (history is not replayed).
 
         The new detectors never fired, so they could never resolve the run's firing alerts:
-        those are resolved here, saying why.
+        those are resolved here, saying why, in the transaction that resets the state.
         """
         with self._run_lock(run):
-            self._suites.pop(run, None)
-            self.store.save_detector_state(run, {})
-            suite = self._suite(run)
-            changed = self.alerts.resolve_all(
-                run, "the run's detectors were reconfigured; they start afresh"
-            )
-            self._update_health(run, suite)
-            return changed
+            old = self._runs.pop(run, None)
+            seqs = self.store.batch_seqs(run, after=0)
+            last = seqs[-1] if seqs else 0
+            changes = self.alerts.resolve_changes(
+                run, "the run's detectors were reconfigured; they start afresh")
+            records = self.store.commit_detector_progress(
+                run, state={}, cursors=DetectorCursors(last, last), signals={},
+                alert_changes=changes)
+            self.alerts.applied(run, records)
+            rs = self._state(run)
+            rs.generation = (old.generation + 1) if old else 1
+            self._update_health(run, rs.suite)
+            return records
 
     # ------------------------------------------------------------------ ingestion
     def process(
-        self, run: str, scalars: ScalarBatch, embeddings: Sequence[EmbeddingInput]
+        self,
+        run: str,
+        seq: int,
+        scalars: ScalarBatch,
+        embeddings: Sequence[EmbeddingInput],
     ) -> list[AlertRecord]:
-        """Run the detectors on one stored batch; returns the alerts changed so far."""
-        changed: list[AlertRecord] = []
+        """Run the detectors on stored batch ``seq`` (and on any stored batch before it that
+        they have not seen); returns the alerts changed so far."""
         with self._run_lock(run):
-            suite = self._suite(run)
-            if scalars:
-                findings = self._guarded(run, "scalars", suite.update_scalars, dict(scalars))
-                changed = self._conclude(run, suite, findings)
+            rs = self._state(run)
+            if seq <= rs.scalars:
+                return []  # already replayed from the store
+            changed = self._catch_up(run, rs, upto=seq - 1, conclude=False)
+            changed += self._feed(run, rs, seq, scalars, embeddings)
+        return changed
+
+    def catch_up(self, run: str) -> list[AlertRecord]:
+        """Replay every stored batch of ``run`` the detectors have not consumed yet."""
+        with self._run_lock(run):
+            return self._catch_up(run, self._state(run), upto=None, conclude=True)
+
+    def recover(self) -> int:
+        """Catch every run up with its stored batches (at start, after a crash); returns the
+        number of runs that had batches to replay."""
+        behind = 0
+        for record in self.store.list_runs():
+            cursors = self.store.detector_cursors(record.name)
+            if self.store.batch_seqs(record.name, after=min(cursors.scalars,
+                                                            cursors.embeddings)):
+                behind += 1
+                try:
+                    self.catch_up(record.name)
+                except Exception:
+                    log.exception("run %s: replay of stored batches failed", record.name)
+        return behind
+
+    def _catch_up(self, run: str, rs: _RunState, upto: int | None,
+                  conclude: bool) -> list[AlertRecord]:
+        seqs = self.store.batch_seqs(run, after=min(rs.scalars, rs.enqueued))
+        todo = [s for s in seqs if upto is None or s <= upto]
+        if not todo:
+            return []
+        log.info("run %s: replaying %d stored batches the detectors had not seen", run,
+                 len(todo))
+        findings: list[Any] = []
+        for seq in todo:
+            batch = self.store.read_batch(run, seq)
+            if seq > rs.scalars:
+                findings += self._scalars(run, rs, seq, batch.scalars)
+            if seq > rs.enqueued:
+                emb = [EmbeddingInput(e.step, e.name, e.data) for e in batch.embeddings]
+                findings += self._embeddings(run, rs, seq, emb)
+        if conclude or findings:
+            return self._conclude(run, rs, findings, force=True)
+        return []
+
+    def _scalars(self, run: str, rs: _RunState, seq: int, scalars: ScalarBatch) -> list[Any]:
+        findings: list[Any] = []
+        if scalars:
+            findings = self._guarded(run, "scalars", rs.suite.update_scalars, dict(scalars)) or []
+        rs.scalars = seq
+        return findings
+
+    def _embeddings(self, run: str, rs: _RunState, seq: int,
+                    embeddings: Sequence[EmbeddingInput]) -> list[Any]:
+        """Queue (or, inline, evaluate) the batch's embedding evaluations, one per step."""
+        rs.enqueued = max(rs.enqueued, seq)
         by_step: dict[int, dict[str, np.ndarray]] = defaultdict(dict)
         for emb in embeddings:
             by_step[int(emb.step)][emb.name] = emb.data
+        findings: list[Any] = []
         for step in sorted(by_step):
             if self._workers:
-                self._enqueue((run, step, by_step[step]))
+                assert rs.inflight is not None
+                rs.inflight[seq] += 1
+                self._enqueue(_Job(run, seq, step, by_step[step], rs.generation))
             else:
-                changed += self._evaluate(run, step, by_step[step])
-        return changed
+                findings += self._guarded(run, "embeddings", rs.suite.update_embeddings, step,
+                                          by_step[step]) or []
+        return findings
 
-    def _enqueue(self, job: EmbeddingJob) -> None:
+    def _feed(self, run: str, rs: _RunState, seq: int, scalars: ScalarBatch,
+              embeddings: Sequence[EmbeddingInput]) -> list[AlertRecord]:
+        findings = self._scalars(run, rs, seq, scalars)
+        findings += self._embeddings(run, rs, seq, embeddings)
+        return self._conclude(run, rs, findings)
+
+    def _enqueue(self, job: _Job) -> None:
         with self._guard:
-            self._pending[job[0]] += 1
+            self._pending[job.run] += 1
         while True:
             try:
                 self._jobs.put_nowait(job)
@@ -143,12 +262,29 @@ class DetectorRuntime:
                 except queue.Empty:
                     continue
                 if old is not None:
-                    with self._guard:
-                        self._pending[old[0]] -= 1
-                        self._skipped[old[0]] += 1
+                    self._done(old, skipped=True)
                     log.warning("run %s: embedding evaluation at step %d skipped (queue full)",
-                                old[0], old[1])
+                                old.run, old.step)
                 self._jobs.task_done()
+
+    def _done(self, job: _Job, skipped: bool = False) -> None:
+        """A job left the queue: it is no longer pending (a skipped one no longer holds the
+        run's embeddings cursor back either)."""
+        if skipped:
+            with self._run_lock(job.run):
+                self._release(job)
+        with self._guard:
+            self._pending[job.run] -= 1
+            if skipped:
+                self._skipped[job.run] += 1
+
+    def _release(self, job: _Job) -> None:
+        """Count ``job`` as done in its run's cursor bookkeeping (caller holds the run lock)."""
+        rs = self._runs.get(job.run)
+        if rs is not None and rs.inflight is not None and rs.generation == job.generation:
+            rs.inflight[job.seq] -= 1
+            if rs.inflight[job.seq] <= 0:
+                del rs.inflight[job.seq]
 
     def _work(self) -> None:
         while True:
@@ -156,45 +292,72 @@ class DetectorRuntime:
             try:
                 if job is None:
                     return
-                run, step, arrays = job
                 try:
-                    self._evaluate(run, step, arrays)
+                    self._evaluate(job)
                 except Exception:
-                    log.exception("run %s: embedding evaluation at step %d failed", run, step)
+                    log.exception("run %s: embedding evaluation at step %d failed", job.run,
+                                  job.step)
                 finally:  # after its signals and alerts are stored: pending 0 means all visible
-                    with self._guard:
-                        self._pending[run] -= 1
+                    self._done(job)
             finally:
                 self._jobs.task_done()
 
-    def _evaluate(self, run: str, step: int, arrays: dict[str, np.ndarray]) -> list[AlertRecord]:
-        with self._run_lock(run):
-            suite = self._suite(run)
-            findings = self._guarded(run, "embeddings", suite.update_embeddings, step, arrays)
-            return self._conclude(run, suite, findings)
+    def _evaluate(self, job: _Job) -> list[AlertRecord]:
+        with self._run_lock(job.run):
+            rs = self._state(job.run)
+            if rs.generation != job.generation:
+                return []  # queued for detectors that were reconfigured since
+        # the expensive part (tens of milliseconds) outside the run's lock, so the run's
+        # next batches are not held up by it
+        measured = self._guarded(job.run, "embeddings", rs.suite.measure_embeddings, job.step,
+                                 job.arrays)
+        with self._run_lock(job.run):
+            if self._runs.get(job.run) is not rs or rs.generation != job.generation:
+                return []
+            try:
+                findings = [] if measured is None else self._guarded(
+                    job.run, "embeddings", rs.suite.update_embeddings, job.step, job.arrays,
+                    measured) or []
+            finally:
+                self._release(job)  # the state now includes this evaluation
+            return self._conclude(job.run, rs, findings)
 
-    def _conclude(self, run: str, suite: DetectorSuite, findings: list[Any]) -> list[AlertRecord]:
-        signals = suite.drain_signals()
-        if signals:
-            self.store.append_series(run, signals)
-        changed = self.alerts.process(run, findings)
-        self._update_health(run, suite)
-        # an alert change is saved with the state that explains it, so that after a crash the
-        # resumed detectors can still resolve what they fired
-        if changed or self._clock() - self._saved_at[run] >= self.state_save_interval:
-            self._save(run, suite)
-        return changed
+    def _conclude(self, run: str, rs: _RunState, findings: list[Any],
+                  force: bool = False) -> list[AlertRecord]:
+        """Plan the alert changes; when anything must be kept (alert changes, signal points)
+        or the save interval has passed, store them with the state and cursors at once."""
+        changes: list[AlertChange] = self.alerts.plan(run, findings)
+        due = self._clock() - rs.saved_at >= self.state_save_interval
+        if not (changes or rs.suite.has_signals or due or force):
+            self._update_health(run, rs.suite)
+            return []
+        records = self._commit(run, rs, changes)
+        self._update_health(run, rs.suite)
+        return records
 
-    def _guarded(self, run: str, where: str, fn: Callable[..., list[Any]], *args: Any) -> list[Any]:
+    def _commit(self, run: str, rs: _RunState, changes: list[AlertChange]) -> list[AlertRecord]:
+        signals = rs.suite.drain_signals()  # first: the saved state must not hold them too
+        try:
+            records = self.store.commit_detector_progress(
+                run, state=rs.suite.state_dict(), cursors=rs.cursors(), signals=signals,
+                alert_changes=changes)
+        except Exception:
+            log.exception("run %s: could not store the detectors' progress", run)
+            return []
+        rs.saved_at = self._clock()
+        return self.alerts.applied(run, records)
+
+    def _guarded(self, run: str, where: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)``, or None when it raised (logged, and shown in the run's health)."""
         errors = self._errors[run]
         try:
-            out = list(fn(*args))
+            out = fn(*args)
         except Exception as exc:
             log.exception("run %s: detectors failed on %s", run, where)
             errors[where] = f"{type(exc).__name__}: {exc}"
-            return []
+            return None
         errors.pop(where, None)
-        return out
+        return list(out) if isinstance(out, list | tuple) else out
 
     def pending(self, run: str) -> int:
         """Embedding evaluations of ``run`` queued or running right now."""
@@ -217,7 +380,8 @@ class DetectorRuntime:
 
     def health(self, run: str, suite: DetectorSuite | None = None) -> dict[str, Any]:
         """The run's health summary: overall state, firing counts, each detector's status."""
-        suite = suite or self._suites.get(run)
+        if suite is None and run in self._runs:
+            suite = self._runs[run].suite
         counts = firing_counts(self.alerts.firing(run))
         detectors: list[dict[str, Any]] = []
         if suite is not None:
@@ -251,13 +415,6 @@ class DetectorRuntime:
         }
 
     # ------------------------------------------------------------------ state
-    def _save(self, run: str, suite: DetectorSuite) -> None:
-        try:
-            self.store.save_detector_state(run, suite.state_dict())
-        except Exception:
-            log.exception("run %s: could not save detector state", run)
-        self._saved_at[run] = self._clock()
-
     def close(self) -> None:
         """Finish queued evaluations, stop the workers and save every run's detector state."""
         self.wait_idle()
@@ -265,6 +422,6 @@ class DetectorRuntime:
             self._jobs.put(None)
         for worker in self._workers:
             worker.join(timeout=30)
-        for run, suite in list(self._suites.items()):
+        for run, rs in list(self._runs.items()):
             with self._run_lock(run):
-                self._save(run, suite)
+                self._commit(run, rs, [])

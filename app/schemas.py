@@ -177,24 +177,44 @@ class RemedyOut(_Out):
 
 
 class AlertOut(_Out):
+    """One alert in its latest state; a resolved alert keeps its firing record."""
+
     id: int
     run: str
     kind: str
     key: str
-    severity: str
-    status: str
-    step: int
-    first_step: int
-    message: str
+    severity: str = Field(description="Highest severity of the current (or last) episode.")
+    status: str = Field(description="`firing` or `resolved`.")
+    step: int = Field(description="Step of the latest firing finding.")
+    first_step: int = Field(description="Step at which the alert first fired.")
+    message: str = Field(description="What the detector saw when it (last) fired.")
     evidence: dict[str, float]
     remedies: list[RemedyOut]
-    count: int
+    count: int = Field(description="Stored changes of this alert (fired, updates, resolutions).")
     seq: int
     created_at: float
     updated_at: float
     resolved_at: float | None
     detector: str
     subject: str | None
+    episodes: int = Field(1, description="How many times the alert fired (reopened counts).")
+    resolved_step: int | None = Field(None, description="Step at which it resolved, if it did.")
+    resolved_message: str | None = Field(None, description="Why it resolved, if it did.")
+    last_event: str = Field(
+        "fired", description="Its latest change: fired, updated, escalated, resolved, reopened.")
+
+
+class AlertEventOut(_Out):
+    """One entry of an alert's history."""
+
+    alert_id: int
+    seq: int
+    event: str
+    severity: str
+    step: int
+    message: str
+    evidence: dict[str, float]
+    at: float
 
 
 class IngestOut(_Out):

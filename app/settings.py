@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         ge=0.0,
         description="Seconds between stored updates of a firing alert whose severity is unchanged.",
     )
+    alert_reopen_steps: int = Field(
+        1000,
+        ge=0,
+        description="A finding that fires again within this many steps of its alert's "
+        "resolution reopens that alert as a new episode instead of opening another.",
+    )
     state_save_interval: float = Field(
         15.0, ge=0.0, description="Seconds between saves of a run's detector state."
     )

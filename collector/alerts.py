@@ -44,6 +44,9 @@ class Alert:
     resolved_at: float | None = None
     detector: str | None = None
     subject: str | None = None
+    episodes: int = 1
+    resolved_step: int | None = None
+    resolved_message: str | None = None
 
     @property
     def firing(self) -> bool:
@@ -55,7 +58,10 @@ class Alert:
         return SEVERITY_RANK.get(self.severity, -1)
 
     def __str__(self) -> str:
-        return f"[{self.severity}] {self.kind} at step {self.step}: {self.message}"
+        text = f"[{self.severity}] {self.kind} at step {self.step}: {self.message}"
+        if not self.firing and self.resolved_step is not None:
+            text += f" (resolved at step {self.resolved_step})"
+        return text
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> Alert:
@@ -90,20 +96,28 @@ class Alert:
             resolved_at=opt_float(d.get("resolved_at")),
             detector=None if d.get("detector") is None else str(d["detector"]),
             subject=None if d.get("subject") is None else str(d["subject"]),
+            episodes=int(d.get("episodes") or 1),
+            resolved_step=None if d.get("resolved_step") is None else int(d["resolved_step"]),
+            resolved_message=None if d.get("resolved_message") is None
+            else str(d["resolved_message"]),
         )
 
 
 class AlertBook:
     """Latest state per alert id, the alert cursor, and which updates deserve a notification.
 
-    A notification is due when an alert is seen firing for the first time, fires again after
-    it was resolved, or fires with a higher severity than last notified.
+    A notification is due for every episode of a warning or critical alert (its first firing,
+    and every time it fires again), and when a firing alert's severity rises. An episode that
+    fired and already resolved before a response carried it is still notified (with status
+    ``resolved`` and its severity): it happened. ``info`` alerts (transient excursions) are
+    drawn on the dashboard, never notified.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._latest: dict[int, Alert] = {}
         self._notified_rank: dict[int, int] = {}
+        self._episodes: dict[int, int] = {}
         self._cursor = 0
 
     @property
@@ -131,10 +145,13 @@ class AlertBook:
                 if old is not None and old.seq > alert.seq:
                     continue
                 self._latest[alert.id] = alert
-                if not alert.firing:
-                    self._notified_rank.pop(alert.id, None)
+                if alert.rank < SEVERITY_RANK["warning"]:
                     continue
-                if alert.rank > self._notified_rank.get(alert.id, -2):
+                if alert.episodes > self._episodes.get(alert.id, 0):
+                    self._episodes[alert.id] = alert.episodes
+                    self._notified_rank[alert.id] = alert.rank
+                    due.append(alert)
+                elif alert.firing and alert.rank > self._notified_rank.get(alert.id, -2):
                     self._notified_rank[alert.id] = alert.rank
                     due.append(alert)
             top = max([self._cursor, *(a.seq for a in parsed)])

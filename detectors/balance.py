@@ -10,12 +10,13 @@ D(G(z)) -> 0) or whose loss goes to 0 leaves the generator with vanishing gradie
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from . import remedies
-from .base import Detector, check_float, check_int, fmt, latch, run_lengths
+from .base import ScalarDetector, as_arrays, check_float, check_int, fmt, latch, run_lengths
 from .findings import DetectorStatus, Finding
 
 __all__ = ["GANBalanceDetector", "ROLES", "EQUILIBRIUM_SIGNAL"]
@@ -28,7 +29,7 @@ LN2 = math.log(2.0)
 EQUILIBRIUM_SIGNAL = "gan/equilibrium_distance"
 
 
-class GANBalanceDetector(Detector):
+class GANBalanceDetector(ScalarDetector):
     """Warns when the discriminator wins for good.
 
     Rolling means over the last ``window`` steps of D(x) (``d_real``), D(G(z)) (``d_fake``),
@@ -46,6 +47,12 @@ class GANBalanceDetector(Detector):
     ``accuracy_threshold - hysteresis`` and mean D loss above ``2 * d_loss_floor`` (whichever
     apply), so a run hovering at the threshold does not flap. Nothing fires before ``window``
     points.
+
+    A discriminator whose outputs are saturated on both sides, rolling means of D(x) and
+    D(G(z)) both above ``1 - saturation`` or both below ``saturation`` for ``patience`` steps,
+    tells reals from fakes not at all and, through a saturated sigmoid, passes no gradient: a
+    critical finding of kind ``stalled`` (key ``stalled/d_saturated``). The accuracy proxy
+    reads such a D as 0.5, a perfect balance, which is why it is checked apart.
 
     It also measures, never as an alert, how far the run is from the BCE equilibrium of
     Goodfellow et al. (2014), D(x) = D(G(z)) = 1/2 and summed D loss 2 ln 2:
@@ -72,18 +79,24 @@ class GANBalanceDetector(Detector):
         How far below ``accuracy_threshold`` the accuracy proxy must fall to count as healthy
         again (default 0.05).
     loss_d_equilibrium
-        The D loss at equilibrium (default 2 ln 2 = 1.386, the sum of the real and fake BCE
-        terms; use ln 2 = 0.693 if your D loss averages them).
+        The D loss at equilibrium: 2 ln 2 = 1.386 when it sums the real and fake BCE terms,
+        ln 2 = 0.693 when it averages them. ``"auto"`` (default) infers which from D's outputs
+        once they have been logged for ``window`` steps (the summed BCE is at least
+        ``-ln mean D(x) - ln(1 - mean D(G(z)))``, so a D loss far below that is an average);
+        without D's outputs it assumes the sum and :meth:`status` says how to change it.
     equilibrium_tolerance
         Equilibrium distance up to which :meth:`status` says "near equilibrium" (default 0.2,
         heuristic: e.g. D(x) = 0.6).
+    saturation
+        Distance from 0 or 1 within which both D outputs count as saturated (default 0.01).
 
     Examples
     --------
     >>> import numpy as np
     >>> t = np.arange(400)
     >>> d_x = np.where(t < 200, 0.6, 0.99); d_gz = np.where(t < 200, 0.4, 0.01)
-    >>> [(f.kind, f.step) for f in GANBalanceDetector().update(t, d_real=d_x, d_fake=d_gz)]
+    >>> det = GANBalanceDetector()
+    >>> [(f.kind, f.step) for f in det.update({"d_real": (t, d_x), "d_fake": (t, d_gz)})]
     [('discriminator_wins', 338)]
     """
 
@@ -97,8 +110,9 @@ class GANBalanceDetector(Detector):
         d_loss_floor: float = 0.05,
         resolve_after: int = 50,
         hysteresis: float = 0.05,
-        loss_d_equilibrium: float = 2 * LN2,
+        loss_d_equilibrium: float | str = "auto",
         equilibrium_tolerance: float = 0.2,
+        saturation: float = 0.01,
     ) -> None:
         super().__init__()
         self.window = window
@@ -109,6 +123,8 @@ class GANBalanceDetector(Detector):
         self.hysteresis = hysteresis
         self.loss_d_equilibrium = loss_d_equilibrium
         self.equilibrium_tolerance = equilibrium_tolerance
+        self.saturation = saturation
+        check_float("saturation", saturation, 0.0, 0.5, low_open=True, high_open=True)
         check_int("window", window, 1)
         check_int("patience", patience, 1)
         check_float("accuracy_threshold", accuracy_threshold, 0.5, 1.0, low_open=True,
@@ -116,7 +132,8 @@ class GANBalanceDetector(Detector):
         check_float("d_loss_floor", d_loss_floor, 0.0)
         check_int("resolve_after", resolve_after, 1)
         check_float("hysteresis", hysteresis, 0.0, accuracy_threshold - 0.5)
-        check_float("loss_d_equilibrium", loss_d_equilibrium, 0.0, low_open=True)
+        if loss_d_equilibrium != "auto":
+            check_float("loss_d_equilibrium", loss_d_equilibrium, 0.0, low_open=True)
         check_float("equilibrium_tolerance", equilibrium_tolerance, 0.0, 1.0, low_open=True)
         for role in ROLES:
             self._add_state(f"tail_{role}", np.zeros(0))
@@ -128,8 +145,30 @@ class GANBalanceDetector(Detector):
         self._add_state("g_prev_mean", math.nan)
         self._add_state("last_means", {})  # rolling means at the last point, for status()
         self._add_state("signal_points", [])  # [step, equilibrium distance] not yet popped
+        # the D loss at equilibrium: NaN until inferred ("auto"), else the configured value
+        self._add_state("equilibrium", math.nan if loss_d_equilibrium == "auto"
+                        else float(loss_d_equilibrium))
+        self._add_state("saturated", [0, 0, False])  # latch of the saturation finding
 
-    def update(
+    def update(self, series: Mapping[str, tuple[Any, Any]]) -> list[Finding]:
+        """Consume new points by role: ``{"d_real": (steps, values), "loss_d": ..., ...}``
+        (any subset of :data:`ROLES`); they are aligned on the union of their steps."""
+        unknown = sorted(set(series) - set(ROLES))
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}; the balance detector takes {ROLES}")
+        cols = {r: as_arrays(*pair) for r, pair in series.items()}
+        cols = {r: sv for r, sv in cols.items() if sv[0].size}
+        if not cols:
+            return []
+        steps = np.unique(np.concatenate([s for s, _ in cols.values()]))
+        aligned: dict[str, np.ndarray] = {}
+        for role, (s, v) in cols.items():
+            col = np.full(steps.size, np.nan)
+            col[np.searchsorted(steps, s)] = v
+            aligned[role] = col
+        return self._update_aligned(steps, **aligned)
+
+    def _update_aligned(
         self,
         steps: Any,
         *,
@@ -168,11 +207,12 @@ class GANBalanceDetector(Detector):
                 else np.zeros(n, bool)
             near_loss = (means["loss_d"] < 2 * self.d_loss_floor) if self.loss_ok \
                 else np.zeros(n, bool)
+        self._infer_equilibrium(means, warm)
         self._equilibrium(s, means, warm)
+        out = self._saturation(s, means, warm)
         cond = warm & (cond_acc | cond_loss)
         clear = ~(cond | near_acc | near_loss)
         run_t, run_f, firing = self.latch
-        out: list[Finding] = []
         if firing or cond.any():
             events, run_t, run_f, firing = latch(
                 cond, run_t, run_f, firing, self.patience, self.resolve_after, clear
@@ -185,6 +225,69 @@ class GANBalanceDetector(Detector):
             self.latch = [0, int(clear_runs[-1]), False]
         return out
 
+    @property
+    def loss_d_eq(self) -> float:
+        """The D loss at equilibrium in use (the summed convention until inferred)."""
+        return self.equilibrium if math.isfinite(self.equilibrium) else 2 * LN2
+
+    def _infer_equilibrium(self, means: dict[str, np.ndarray], warm: np.ndarray) -> None:
+        """``"auto"``: decide once whether the D loss sums or averages its two BCE terms."""
+        if math.isfinite(self.equilibrium) or not self.probs_ok or not self.loss_ok:
+            return
+        ok = warm & np.isfinite(means["d_real"]) & np.isfinite(means["d_fake"]) & np.isfinite(
+            means["loss_d"])
+        if not ok.any():
+            return
+        i = int(np.flatnonzero(ok)[-1])
+        dx = min(max(float(means["d_real"][i]), 1e-6), 1 - 1e-6)
+        dgz = min(max(float(means["d_fake"][i]), 1e-6), 1 - 1e-6)
+        implied = -math.log(dx) - math.log(1 - dgz)  # a lower bound of the summed BCE
+        self.equilibrium = LN2 if float(means["loss_d"][i]) < 0.75 * implied else 2 * LN2
+
+    def _saturation(self, s: np.ndarray, means: dict[str, np.ndarray],
+                    warm: np.ndarray) -> list[Finding]:
+        """D's outputs saturated on both sides (both near 1 or both near 0): stalled."""
+        if not self.probs_ok:
+            if self.saturated[2]:
+                self.saturated = [0, 0, False]
+                return [self._saturation_event("resolve", int(s[0]), means, 0)]
+            return []
+        lo, hi = self.saturation, 1.0 - self.saturation
+        with np.errstate(invalid="ignore"):
+            dx, dgz = means["d_real"], means["d_fake"]
+            cond = warm & (((dx >= hi) & (dgz >= hi)) | ((dx <= lo) & (dgz <= lo)))
+        run_t, run_f, firing = self.saturated
+        if not firing and not cond.any():
+            self.saturated = [0, int(run_f) + cond.size, False]
+            return []
+        events, run_t, run_f, firing = latch(cond, run_t, run_f, firing, self.patience,
+                                             self.resolve_after)
+        self.saturated = [run_t, run_f, firing]
+        return [self._saturation_event(what, int(s[i]), means, i) for i, what in events]
+
+    def _saturation_event(self, what: str, step: int, means: dict[str, np.ndarray],
+                          i: int) -> Finding:
+        key = "stalled/d_saturated"
+        if what == "resolve":
+            msg = f"D's outputs are no longer saturated on both sides (step {step})."
+            return self._finding("stalled", key, "critical", "resolved", step, msg,
+                                 {"resolve_after": float(self.resolve_after)}, (), "D")
+        dx, dgz = float(means["d_real"][i]), float(means["d_fake"][i])
+        side = "1 (everything looks real)" if dx > 0.5 else "0 (everything looks fake)"
+        msg = (
+            f"The discriminator is saturated: over the last {self.window} steps D(x) averages "
+            f"{fmt(dx)} and D(G(z)) {fmt(dgz)}, both at {side}, for {self.patience} steps in a "
+            f"row (step {step}). Such a D cannot tell reals from fakes, and through a saturated "
+            f"sigmoid it passes no gradient to G: the run has stopped learning. Its accuracy "
+            f"reads as 0.5, which is why this is checked apart from the balance."
+        )
+        evidence = {"d_real_mean": dx, "d_fake_mean": dgz,
+                    "loss_d_mean": float(means["loss_d"][i]),
+                    "loss_g_mean": float(means["loss_g"][i]),
+                    "saturation": float(self.saturation), "window": float(self.window)}
+        return self._finding("stalled", key, "critical", "firing", step, msg, evidence,
+                             remedies.STALLED, "D")
+
     def equilibrium_distance(self, means: dict[str, Any]) -> Any:
         """Distance from the BCE equilibrium of the given rolling means (NaN if none usable)."""
         parts = []
@@ -192,8 +295,8 @@ class GANBalanceDetector(Detector):
             parts.append(np.abs(np.asarray(means["d_real"], float) - 0.5) / 0.5)
             parts.append(np.abs(np.asarray(means["d_fake"], float) - 0.5) / 0.5)
         if self.loss_ok:
-            dev = np.abs(np.asarray(means["loss_d"], float) - self.loss_d_equilibrium)
-            parts.append(np.minimum(dev / self.loss_d_equilibrium, 1.0))
+            dev = np.abs(np.asarray(means["loss_d"], float) - self.loss_d_eq)
+            parts.append(np.minimum(dev / self.loss_d_eq, 1.0))
         if not parts:
             return np.full(np.shape(means["loss_d"]), np.nan)
         out = parts[0]
@@ -237,7 +340,18 @@ class GANBalanceDetector(Detector):
                 parts.append(f"D(G(z)) {m['d_fake']:.2f}")
         where = ("near equilibrium" if dist <= self.equilibrium_tolerance
                  else f"away from equilibrium (distance {dist:.2f})")
-        return f"{where}: " + ", ".join(parts)
+        out = f"{where}: " + ", ".join(parts)
+        if self.loss_ok and math.isfinite(m["loss_d"]):
+            if self.loss_d_equilibrium == "auto" and math.isfinite(self.equilibrium):
+                how = "averages" if self.equilibrium < 1.0 else "sums"
+                out += (f" (the D loss {how} its real and fake terms: equilibrium "
+                        f"{self.equilibrium:.3f}, inferred from D's outputs)")
+            elif (not math.isfinite(self.equilibrium) and dist > self.equilibrium_tolerance
+                  and abs(m["loss_d"] - LN2) < 0.15):
+                out += ("; a D loss near 0.69 is the equilibrium of a D loss that averages its "
+                        "real and fake terms: if yours does, set balance.loss_d_equilibrium="
+                        "0.693 (or log D(x) and D(G(z)) so it is inferred)")
+        return out
 
     def _rolling_mean(self, role: str, v: np.ndarray) -> np.ndarray:
         tail = getattr(self, f"tail_{role}")
@@ -320,6 +434,8 @@ class GANBalanceDetector(Detector):
                                   f"{self.count}/{self.window} points before the rolling means")
         eq = self.equilibrium_summary()
         eq = f"; {eq}" if eq else ""
+        if self.saturated[2]:
+            return DetectorStatus(self.name, "alarm", "D's outputs are saturated" + eq)
         if self.latch[2]:
             return DetectorStatus(self.name, "alarm", "the discriminator is winning" + eq)
         notes = []

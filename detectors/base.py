@@ -23,7 +23,17 @@ import numpy as np
 
 from .findings import DetectorStatus, Finding, Remedy
 
-__all__ = ["Detector", "check_int", "check_float", "check_choice", "run_lengths", "latch"]
+__all__ = [
+    "Detector",
+    "ScalarDetector",
+    "SeriesDetector",
+    "EmbeddingDetector",
+    "check_int",
+    "check_float",
+    "check_choice",
+    "run_lengths",
+    "latch",
+]
 
 STATE_VERSION = 1
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -275,6 +285,65 @@ class Detector:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self._get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+SeriesBatch = Mapping[str, tuple[Any, Any]]
+
+
+class ScalarDetector(Detector):
+    """A detector of scalar streams: ``update({name: (steps, values)})`` consumes new points.
+
+    The names are what the detector is about: series names, gradient-norm parameter names or
+    GAN roles, depending on the detector; the suite routes each series to the detectors that
+    want it.
+    """
+
+    def update(self, series: SeriesBatch) -> list[Finding]:  # pragma: no cover - abstract
+        """Consume new points of the named series; returns the findings they caused."""
+        raise NotImplementedError
+
+
+class SeriesDetector(ScalarDetector):
+    """A scalar detector that watches one series, named by its ``series`` parameter.
+
+    ``update({name: (steps, values)})`` takes the entry of that name (or the only entry).
+    """
+
+    series: str
+
+    def update(self, series: SeriesBatch) -> list[Finding]:
+        if not series:
+            return []
+        if self.series in series:
+            steps, values = series[self.series]
+        elif len(series) == 1:
+            steps, values = next(iter(series.values()))
+        else:
+            raise ValueError(
+                f"{type(self).__name__} watches {self.series!r}; got series {sorted(series)}"
+            )
+        return self._update(steps, values)
+
+    def _update(self, steps: Any, values: Any) -> list[Finding]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class EmbeddingDetector(Detector):
+    """A detector of embedding batches logged at one step (``{"fake": (n, d), "real": ...}``).
+
+    The expensive part is :meth:`measure`, a pure function of the arrays and the detector's
+    parameters that touches no state (the server runs it outside the run's lock); :meth:`update`
+    takes its result (or measures itself) and decides.
+    """
+
+    def measure(self, step: int, embeddings: Mapping[str, Any]) -> dict[str, Any]:
+        """The measurements one evaluation needs (no state is read or changed)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def update(self, step: int, embeddings: Mapping[str, Any],
+               measured: Mapping[str, Any] | None = None) -> list[Finding]:
+        """Judge one evaluation; ``measured`` is :meth:`measure`'s result when already known."""
+        raise NotImplementedError  # pragma: no cover - abstract
 
 
 def as_arrays(steps: Any, values: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,7 @@ KINDS = (
     "exploding_gradients",
     "discriminator_wins",
     "mode_collapse",
+    "stalled",
 )
 SEVERITIES = ("info", "warning", "critical")
 STATUSES = ("firing", "resolved")

@@ -12,6 +12,13 @@ gradients often grow 100x over the first thousand steps) but not a sudden jump, 
 that recovers after vanishing is not mistaken for an explosion.
 "Stays" means for ``vanish_patience`` / ``explode_patience`` observations in a row. Layer order
 is the order in which parameter names first appear; the first/last ratio skips biases.
+
+Exactly zero is different from small. A layer whose gradient is exactly 0 learns nothing,
+whatever its history (a dead ReLU layer, a saturated sigmoid in float32), so it counts as
+vanishing from its first observation, without warm-up. When every layer of the module is
+exactly 0 for ``zero_patience`` observations the module has stopped learning altogether: a
+critical finding of kind ``stalled`` (key ``stalled/gradients:<module>``), with no warm-up either
+(a DCGAN whose D saturated at step 1 has zero gradients from then on).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import remedies
-from .base import Detector, as_arrays, check_float, check_int, fmt, latch, run_lengths
+from .base import ScalarDetector, as_arrays, check_float, check_int, fmt, latch, run_lengths
 from .findings import DetectorStatus, Finding
 
 __all__ = ["GradientDetector"]
@@ -31,7 +38,7 @@ __all__ = ["GradientDetector"]
 TOTAL = "total"
 
 
-class GradientDetector(Detector):
+class GradientDetector(ScalarDetector):
     """Vanishing / exploding gradients of one module's layers.
 
     Parameters
@@ -58,6 +65,10 @@ class GradientDetector(Detector):
         Observations in a row needed to fire (defaults 20 and 3).
     resolve_after
         Healthy observations in a row before a finding resolves (default 20).
+    zero_patience
+        Observations in a row with every layer's gradient exactly 0 before the module is
+        reported as stalled (default 5; at the collector's default of one observation every
+        10 steps, 50 steps).
 
     Examples
     --------
@@ -83,6 +94,7 @@ class GradientDetector(Detector):
         vanish_patience: int = 20,
         explode_patience: int = 3,
         resolve_after: int = 20,
+        zero_patience: int = 5,
     ) -> None:
         super().__init__()
         self.module = module
@@ -94,6 +106,8 @@ class GradientDetector(Detector):
         self.vanish_patience = vanish_patience
         self.explode_patience = explode_patience
         self.resolve_after = resolve_after
+        self.zero_patience = zero_patience
+        check_int("zero_patience", zero_patience, 1)
         if not isinstance(module, str) or not module:
             raise ValueError(f"module must be a non-empty string, got {module!r}")
         check_int("warmup", warmup, 1)
@@ -112,15 +126,16 @@ class GradientDetector(Detector):
         self._add_state("fl_run", 0)
         self._add_state("vanish", [0, 0, False])  # run_true, run_false, firing
         self._add_state("explode", [0, 0, False])
+        self._add_state("zero", [0, 0, False])
         self._add_state("observations", 0)
 
     # ------------------------------------------------------------------------------ update
-    def update(self, norms: Mapping[str, tuple[Any, Any]]) -> list[Finding]:
+    def update(self, series: Mapping[str, tuple[Any, Any]]) -> list[Finding]:
         """Consume new gradient norms: ``{param_name or "total": (steps, values)}``."""
-        if not norms:
+        if not series:
             return []
         cols: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for name, (steps, values) in norms.items():
+        for name, (steps, values) in series.items():
             s, v = as_arrays(steps, values)
             if s.size:
                 cols[name] = (s, v)
@@ -138,10 +153,14 @@ class GradientDetector(Detector):
         peak = self._references(names, mat)
         is_layer = np.array([n != TOTAL for n in names])
         with np.errstate(invalid="ignore", divide="ignore"):
+            exact_zero = is_layer[None, :] & (mat == 0)
+            present = is_layer[None, :] & ~np.isnan(mat)
+            all_zero = present.any(axis=1) & ~(present & ~exact_zero).any(axis=1)
             # the floor only for layers that once had gradients above it: a layer that never
-            # did is structurally silent (e.g. a bias followed by batch norm), not vanishing
+            # did is structurally silent (e.g. a bias followed by batch norm), not vanishing;
+            # exactly 0 is never structural, and a whole module at 0 is reported as stalled
             low = is_layer[None, :] & ((mat < self.vanish_ratio * peak) | (
-                (mat < self.floor) & (peak >= self.floor)))
+                (mat < self.floor) & (peak >= self.floor)) | exact_zero) & ~all_zero[:, None]
             high = mat > self.explode_ratio * peak
             fl = self._first_last(names, mat, ~np.isnan(peak))
         low_runs = run_lengths(low, np.array([self.low_runs.get(n, 0) for n in names]))
@@ -158,19 +177,45 @@ class GradientDetector(Detector):
         explode_cond = (high_runs >= self.explode_patience).any(axis=1)
         out: list[Finding] = []
         ctx = (names, all_steps, mat, peak, fl, low_runs, high_runs, fl_runs)
-        for kind, cond, attr in (
-            ("vanishing_gradients", vanish_cond, "vanish"),
-            ("exploding_gradients", explode_cond, "explode"),
+        for kind, cond, attr, fire_after in (
+            ("vanishing_gradients", vanish_cond, "vanish", 1),
+            ("exploding_gradients", explode_cond, "explode", 1),
+            ("stalled", all_zero, "zero", self.zero_patience),
         ):
             run_t, run_f, firing = getattr(self, attr)
             if not firing and not cond.any():
                 setattr(self, attr, [0, int(run_f) + cond.size, False])
                 continue
-            events, run_t, run_f, firing = latch(cond, run_t, run_f, firing, 1, self.resolve_after)
+            events, run_t, run_f, firing = latch(cond, run_t, run_f, firing, fire_after,
+                                                 self.resolve_after)
             setattr(self, attr, [run_t, run_f, firing])
             for i, what in events:
-                out.append(self._event(kind, what, i, ctx))
+                out.append(self._zero_event(what, i, ctx, run_t) if kind == "stalled"
+                           else self._event(kind, what, i, ctx))
         return out
+
+    def _zero_event(self, what: str, i: int, ctx: tuple, run: int) -> Finding:
+        names, steps = ctx[0], ctx[1]
+        step = int(steps[i])
+        key = f"stalled/gradients:{self.module}"
+        layers = sum(1 for n in names if n != TOTAL)
+        if what == "resolve":
+            msg = (f"Gradients of {self.module} are flowing again: not all exactly zero for "
+                   f"{self.resolve_after} observations in a row (step {step}).")
+            return self._finding("stalled", key, "critical", "resolved", step, msg,
+                                 {"resolve_after": float(self.resolve_after)}, (), self.module)
+        msg = (
+            f"{self.module} has stopped learning: the gradient of every one of its {layers} "
+            f"watched parameters is exactly 0 at step {step}, for {self.zero_patience} "
+            f"observations in a row. Exactly zero (not small) means nothing flows back: a "
+            f"saturated output (sigmoid or tanh at exactly 0/1 in float32, e.g. a "
+            f"discriminator whose BCE loss is clamped at 100), dead ReLUs, or a loss that does "
+            f"not depend on {self.module}'s parameters (a detach() in the wrong place)."
+        )
+        evidence = {"layers": float(layers), "consecutive": float(max(run, self.zero_patience)),
+                    "total_norm": 0.0}
+        return self._finding("stalled", key, "critical", "firing", step, msg, evidence,
+                             remedies.STALLED, self.module)
 
     def _references(self, names: list[str], mat: np.ndarray) -> np.ndarray:
         """Per-row healthy level (largest block median so far) of each layer; NaN before.
@@ -279,6 +324,8 @@ class GradientDetector(Detector):
     def status(self) -> DetectorStatus:
         if not self.layers and not self.observations:
             return DetectorStatus(self.name, "waiting", f"no gradient norms of {self.module} yet")
+        if self.zero[2]:
+            return DetectorStatus(self.name, "alarm", f"every gradient of {self.module} is 0")
         missing = [n for n in self.layers if n not in self.peak]
         if missing:
             have = min(len(self.block.get(n, [])) for n in missing)

@@ -8,13 +8,11 @@ that went non-finite has produced ``resolve_after`` finite values in a row.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from . import remedies
-from .base import Detector, as_arrays, check_int, fmt
+from .base import ScalarDetector, SeriesBatch, as_arrays, check_int, fmt
 from .findings import DetectorStatus, Finding
 
 __all__ = ["NonFiniteDetector"]
@@ -22,7 +20,7 @@ __all__ = ["NonFiniteDetector"]
 KEY = "divergence/nonfinite"
 
 
-class NonFiniteDetector(Detector):
+class NonFiniteDetector(ScalarDetector):
     """Critical divergence on the first NaN or Inf in any series it is fed.
 
     One instance watches every series of a run (so one key, ``divergence/nonfinite``, per run).
@@ -37,7 +35,7 @@ class NonFiniteDetector(Detector):
     --------
     >>> import numpy as np
     >>> det = NonFiniteDetector()
-    >>> det.update("loss_D", np.arange(5), [0.7, 0.69, 0.68, float("nan"), 0.7])[0].message[:40]
+    >>> det.update({"loss_D": (np.arange(5), [0.7, 0.69, 0.68, float("nan"), 0.7])})[0].message[:40]
     'loss_D became NaN at step 3 (last finite'
     >>> det.firing
     True
@@ -56,14 +54,10 @@ class NonFiniteDetector(Detector):
         self._add_state("last_finite", {})  # series -> last finite value
         self._add_state("points", 0)
 
-    def update(self, series: str, steps: Any, values: Any) -> list[Finding]:
-        """Consume new points of one series; returns findings (usually none)."""
-        return self.update_many({series: (steps, values)})
-
-    def update_many(self, batch: Mapping[str, tuple[Any, Any]]) -> list[Finding]:
+    def update(self, series: SeriesBatch) -> list[Finding]:
         """Consume new points of several series at once, in step order across series."""
         clean = {}
-        for name, (steps, values) in batch.items():
+        for name, (steps, values) in series.items():
             s, v = as_arrays(steps, values)
             if s.size:
                 clean[name] = (s, v)

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from . import remedies
-from .base import Detector, as_arrays, check_float, check_int, fmt
+from .base import SeriesDetector, as_arrays, check_float, check_int, fmt
 from .findings import DetectorStatus, Finding
 
 __all__ = ["OscillationDetector"]
 
 
-class OscillationDetector(Detector):
+class OscillationDetector(SeriesDetector):
     """Warns when a loss oscillates more and more (GAN non-convergence).
 
     Parameters
@@ -50,7 +50,7 @@ class OscillationDetector(Detector):
     >>> t = np.arange(2000)
     >>> amp = np.where(t < 1000, 0.05, 0.05 * 1.004 ** (t - 1000))
     >>> loss = 1.0 + amp * rng.standard_normal(2000)
-    >>> [(f.key, f.step) for f in OscillationDetector("loss_G").update(t, loss)]
+    >>> [(f.key, f.step) for f in OscillationDetector("loss_G").update({"loss_G": (t, loss)})]
     [('divergence/oscillation:loss_G', 1499)]
     """
 
@@ -92,7 +92,7 @@ class OscillationDetector(Detector):
     def key(self) -> str:
         return f"divergence/oscillation:{self.series}"
 
-    def update(self, steps: Any, values: Any) -> list[Finding]:
+    def _update(self, steps: Any, values: Any) -> list[Finding]:
         """Consume new points (arrays of steps and values); returns findings."""
         s, v = as_arrays(steps, values)
         keep = np.isfinite(v)

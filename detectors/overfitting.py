@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import remedies
-from .base import Detector, as_arrays, check_float, check_int, fmt, latch, run_lengths
+from .base import SeriesDetector, as_arrays, check_float, check_int, fmt, latch, run_lengths
 from .findings import DetectorStatus, Finding
 
 __all__ = ["DiscriminatorOverfittingDetector", "KEY", "ADA_TARGET"]
@@ -32,7 +32,7 @@ KEY = "discriminator_overfitting"
 ADA_TARGET = 0.6
 
 
-class DiscriminatorOverfittingDetector(Detector):
+class DiscriminatorOverfittingDetector(SeriesDetector):
     """Warns when ``r_t = E[sign(D(x_real))]`` stays near 1 (D memorises the training reals).
 
     The rolling mean of ``r_t`` over the last ``window`` finite points is compared with
@@ -62,11 +62,12 @@ class DiscriminatorOverfittingDetector(Detector):
     >>> import numpy as np
     >>> t = np.arange(600)
     >>> r_t = np.where(t < 300, 0.5, 0.98)
-    >>> [(f.key, f.step) for f in DiscriminatorOverfittingDetector().update(t, r_t)]
+    >>> [(f.key, f.step) for f in DiscriminatorOverfittingDetector().update({"r_t": (t, r_t)})]
     [('discriminator_overfitting', 432)]
     """
 
     family = "overfitting"
+    series = ""  # the suite routes the r_t series (role d_real_sign) here, whatever its name
 
     def __init__(
         self,
@@ -94,7 +95,7 @@ class DiscriminatorOverfittingDetector(Detector):
         self._add_state("latch", [0, 0, False])
         self._add_state("last_mean", math.nan)
 
-    def update(self, steps: Any, values: Any) -> list[Finding]:
+    def _update(self, steps: Any, values: Any) -> list[Finding]:
         """Consume new ``r_t`` points (NaN or Inf are skipped: the NaN detector sees them)."""
         s, v = as_arrays(steps, values)
         keep = np.isfinite(v)

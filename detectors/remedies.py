@@ -14,6 +14,11 @@ __all__ = [
     "MODE_COLLAPSE",
     "DIMENSIONAL_COLLAPSE",
     "OSCILLATION",
+    "STALLED",
+    "GAN_DIVERGENCE",
+    "GAN_NONFINITE",
+    "GAN_EXPLODING",
+    "for_gan",
 ]
 
 _ROLLBACK = Remedy(
@@ -106,3 +111,51 @@ DIMENSIONAL_COLLAPSE = MODE_COLLAPSE + (
         "Contrastive Self-supervised Learning",
     ),
 )
+
+_LOGITS = Remedy(
+    "Compute the BCE from logits (BCEWithLogitsLoss, no nn.Sigmoid in D): nn.BCELoss clamps "
+    "log at -100, and a sigmoid that reaches exactly 0 or 1 in float32 passes no gradient",
+    "PyTorch documentation, torch.nn.BCELoss and BCEWithLogitsLoss",
+)
+STALLED = (
+    _LOGITS,
+    Remedy(
+        "Restart from the last checkpoint before the stall with a lower learning rate for the "
+        "network that saturated (usually D), and check its initialisation",
+        "Radford et al. 2016, DCGAN (Adam lr 2e-4, beta1 0.5, N(0, 0.02) init)",
+    ),
+    Remedy(
+        "Check that the loss depends on the module's parameters (no detach() in the wrong "
+        "place) and that no ReLU layer is dead (LeakyReLU avoids it)",
+        "Maas et al. 2013, Rectifier Nonlinearities (leaky ReLU)",
+    ),
+)
+_LOWER_LR = Remedy(
+    "Lower the learning rates (GANs: Adam 1e-4 to 2e-4 with beta1 0 or 0.5) and keep an EMA "
+    "of G's weights for sampling",
+    "Radford et al. 2016, DCGAN; Yazici et al. 2019, The Unusual Effectiveness of Averaging "
+    "in GAN Training",
+)
+_GP = Remedy(
+    "A gradient penalty on D (R1 on reals, or WGAN-GP) keeps D's gradients bounded",
+    "Mescheder et al. 2018; Gulrajani et al. 2017",
+)
+#: Remedies for a GAN that spikes, drifts or goes non-finite (the generic ones are written for
+#: large-model pre-training: rollback and skipped batches mean little for a GAN).
+GAN_DIVERGENCE = (_LOWER_LR, _TTUR, _SN, _GP)
+GAN_NONFINITE = (_LOGITS, _LOWER_LR, _GP, _SN)
+GAN_EXPLODING = (_SN, _GP, _LOWER_LR)
+
+_GAN_BY_KEY = (
+    ("divergence/nonfinite", GAN_NONFINITE),
+    ("divergence/", GAN_DIVERGENCE),
+    ("exploding_gradients/", GAN_EXPLODING),
+)
+
+
+def for_gan(key: str, current: tuple[Remedy, ...]) -> tuple[Remedy, ...]:
+    """The remedies for a finding of ``key`` in a GAN run (``current`` if none are specific)."""
+    for prefix, chosen in _GAN_BY_KEY:
+        if key.startswith(prefix):
+            return chosen
+    return current

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from . import remedies
-from .base import Detector, as_arrays, check_choice, check_float, check_int, fmt
+from .base import SeriesDetector, as_arrays, check_choice, check_float, check_int, fmt
 from .findings import DetectorStatus, Finding
 from .naming import parse_grad_norm
 
@@ -27,7 +27,7 @@ __all__ = ["SpikeDetector", "DriftDetector"]
 MAD_TO_SIGMA = 1.4826
 
 
-class _RollingReference(Detector):
+class _RollingReference(SeriesDetector):
     """Rolling median / MAD reference shared by the spike and drift detectors."""
 
     def _init_reference(self) -> None:
@@ -114,14 +114,21 @@ class _RollingReference(Detector):
 
 
 class SpikeDetector(_RollingReference):
-    """Sudden upward jumps of one loss (or gradient-norm) series.
+    """Sudden upward jumps of one loss (or gradient-norm) series, graded by how long they last.
 
     Works on log(value) for positive series (a loss that doubles is one step whatever its
     scale) and on the raw value once the series shows a value <= 0 (``scale="auto"``).
-    A point is a spike when its robust z-score exceeds ``warn_z`` (warning) or ``critical_z``
-    (critical), or when the value exceeds ``critical_ratio`` times the rolling median
-    (critical; positive series only). The finding resolves after ``resolve_after`` points in a
-    row without a spike; a warning is raised again as critical if a larger spike follows.
+    A point is a spike when its robust z-score exceeds ``warn_z`` (and, for positive series,
+    the value is at least ``min_ratio`` times the rolling median). Severity says what to do:
+
+    - ``info``: a spike, the first of an excursion. Losses and gradient norms, of GANs above
+      all, jump and come back in healthy runs; an excursion that recovers is a marker on the
+      chart, not an alert;
+    - ``warning``: the excursion has lasted ``sustain`` spike points in a row;
+    - ``critical``: it has lasted that long *and* is a blow-up: z above ``critical_z`` or the
+      value above ``critical_ratio`` times the rolling median.
+
+    The finding resolves after ``resolve_after`` points in a row without a spike.
 
     Parameters
     ----------
@@ -149,6 +156,9 @@ class SpikeDetector(_RollingReference):
         ``"auto"`` (log while all values are > 0), ``"log"`` or ``"linear"``.
     resolve_after
         Spike-free points in a row before the finding resolves (default 50).
+    sustain
+        Spike points in a row that make an excursion a warning (or, if it is a blow-up, a
+        critical finding); shorter ones stay ``info`` (default 25).
     tail_quantile
         The robust scale is at least ``(quantile_q - median) / Phi^-1(q)`` of the window (default
         0.99; 0 = MAD only). Equal to the MAD-based scale for Gaussian noise, larger for
@@ -159,11 +169,14 @@ class SpikeDetector(_RollingReference):
     --------
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> loss = 0.7 * np.exp(0.02 * rng.standard_normal(300))
+    >>> loss = 0.7 * np.exp(0.02 * rng.standard_normal(500))
     >>> loss[250] = 5.0
+    >>> loss[400:460] = 6.0
     >>> det = SpikeDetector("loss_D")
-    >>> [(f.step, f.severity) for f in det.update(np.arange(300), loss)]
-    [(250, 'critical')]
+    >>> found = det.update({"loss_D": (np.arange(500), loss)})
+    >>> [(f.step, f.severity, f.status) for f in found]  # doctest: +NORMALIZE_WHITESPACE
+    [(250, 'info', 'firing'), (300, 'info', 'resolved'), (400, 'info', 'firing'),
+     (424, 'critical', 'firing')]
     """
 
     family = "spike"
@@ -182,9 +195,12 @@ class SpikeDetector(_RollingReference):
         scale: str = "auto",
         resolve_after: int = 50,
         tail_quantile: float = 0.99,
+        sustain: int = 25,
     ) -> None:
         super().__init__()
         self.series = series
+        self.sustain = sustain
+        check_int("sustain", sustain, 1)
         self.window = window
         self.min_points = min_points
         self.tail_quantile = tail_quantile
@@ -211,12 +227,14 @@ class SpikeDetector(_RollingReference):
         self._add_state("severity", "")
         self._add_state("quiet", 0)
         self._add_state("spikes", 0)
+        self._add_state("run", 0)  # spike points in a row
+        self._add_state("excursion_ref", [math.nan, math.nan, math.nan])  # center, spread, median
 
     @property
     def key(self) -> str:
         return f"divergence/spike:{self.series}"
 
-    def update(self, steps: Any, values: Any) -> list[Finding]:
+    def _update(self, steps: Any, values: Any) -> list[Finding]:
         """Consume new points (arrays of steps and values); returns findings."""
         s, v = self._clean(steps, values)
         out: list[Finding] = []
@@ -224,34 +242,51 @@ class SpikeDetector(_RollingReference):
             if not scoreable:
                 continue
             seg = v[a:b]
-            z = self._z(seg)
-            ratio = seg / self._median_raw() if self.log_mode else np.zeros_like(seg)
+            # an excursion is judged against the reference from before it: the rolling
+            # reference soaks up a sustained excursion, which would then look normal
+            center, spread, med = (self.excursion_ref if self.firing else
+                                   (self.center, self.spread, self._median_raw()))
+            z = (self._transform(seg) - center) / spread
+            ratio = seg / med if self.log_mode else np.zeros_like(seg)
             spike = z > self.warn_z  # a jump within the series' own noise is no spike
             if self.log_mode:
                 spike &= ratio >= self.min_ratio
             if not self.firing and not spike.any():
+                self.run = 0
                 continue
             if self.firing and not spike.any() and self.quiet + seg.size < self.resolve_after:
                 self.quiet += seg.size
+                self.run = 0
                 continue
             crit = (z > self.critical_z) | (ratio > self.critical_ratio)
+            rank = {"": -1, "info": 0, "warning": 1, "critical": 2}
             for i in range(seg.size):
                 if spike[i]:
                     self.quiet = 0
                     self.spikes += 1
-                    sev = "critical" if crit[i] else "warning"
-                    if not self.firing or (sev == "critical" and self.severity == "warning"):
+                    self.run += 1
+                    if self.run < self.sustain:
+                        sev = "info"
+                    else:
+                        sev = "critical" if crit[i] else "warning"
+                    if not self.firing or rank[sev] > rank[self.severity]:
+                        if not self.firing:
+                            self.excursion_ref = [self.center, self.spread, self._median_raw()]
                         self.firing = True
                         self.severity = sev
                         out.append(self._fire(int(s[a + i]), float(seg[i]), float(z[i]), sev))
-                elif self.firing:
-                    self.quiet += 1
-                    if self.quiet >= self.resolve_after:
-                        out.append(self._resolve(int(s[a + i])))
+                else:
+                    self.run = 0
+                    if self.firing:
+                        self.quiet += 1
+                        if self.quiet >= self.resolve_after:
+                            out.append(self._resolve(int(s[a + i])))
+            if not spike[-1]:
+                self.run = 0
         return out
 
     def _fire(self, step: int, value: float, z: float, severity: str) -> Finding:
-        med = self._median_raw()
+        med = self.excursion_ref[2]
         unit = "log-scale " if self.log_mode else ""
         ratio_txt = f" ({fmt(value / med)}x the median)" if self.log_mode else ""
         grad = parse_grad_norm(self.series)
@@ -262,19 +297,25 @@ class SpikeDetector(_RollingReference):
             )
         else:
             why = " Loss spikes often precede divergence; gradient-norm spikes usually come first."
+        if severity == "info":
+            lasting = " A short excursion: drawn on the chart; it becomes an alert only if it lasts."
+        else:
+            lasting = (f" It has stayed that high for {self.run} points in a row"
+                       + (": a blow-up." if severity == "critical" else "."))
         message = (
             f"{self.series} jumped to {fmt(value)} at step {step}: {fmt(z)} robust standard "
             f"deviations ({unit}median/MAD over the last {self.buffer.size} points) above its "
-            f"rolling median {fmt(med)}{ratio_txt}.{why}"
+            f"rolling median {fmt(med)}{ratio_txt}.{lasting}{why}"
         )
         evidence = {
             "value": value,
             "z": z,
             "median": med,
-            "robust_scale": self.spread,
+            "robust_scale": self.excursion_ref[1],
             "ratio_to_median": value / med if self.log_mode and med else math.nan,
             "window_points": float(self.buffer.size),
             "gradient_norm": 1.0 if grad is not None else 0.0,
+            "points_in_a_row": float(self.run),
         }
         return self._finding(
             "divergence", self.key, severity, "firing", step, message, evidence,
@@ -282,10 +323,11 @@ class SpikeDetector(_RollingReference):
         )
 
     def _resolve(self, step: int) -> Finding:
-        sev = self.severity or "warning"
+        sev = self.severity or "info"
         self.firing = False
         self.severity = ""
         self.quiet = 0
+        self.run = 0
         message = f"{self.series}: no spike for {self.resolve_after} points (step {step})."
         return self._finding(
             "divergence", self.key, sev, "resolved", step, message,
@@ -349,7 +391,7 @@ class DriftDetector(_RollingReference):
     >>> rng = np.random.default_rng(1)
     >>> t = np.arange(600)
     >>> loss = np.where(t < 400, 1.0, np.exp(0.02 * (t - 400))) * np.exp(0.05 * rng.standard_normal(600))
-    >>> [(f.step, f.kind) for f in DriftDetector("loss").update(t, loss)]
+    >>> [(f.step, f.kind) for f in DriftDetector("loss").update({"loss": (t, loss)})]
     [(427, 'divergence')]
     """
 
@@ -401,7 +443,7 @@ class DriftDetector(_RollingReference):
     def key(self) -> str:
         return f"divergence/drift:{self.series}"
 
-    def update(self, steps: Any, values: Any) -> list[Finding]:
+    def _update(self, steps: Any, values: Any) -> list[Finding]:
         """Consume new points (arrays of steps and values); returns findings."""
         s, v = self._clean(steps, values)
         out: list[Finding] = []

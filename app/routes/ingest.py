@@ -20,8 +20,11 @@ router = APIRouter(prefix="/api/v1/runs", tags=["ingest"])
     description=(
         "Stores the batch atomically and runs the detectors on it. The run is created if it "
         "does not exist. A batch whose `batch_id` was already stored for the run is not stored "
-        "again (`duplicate: true`). The response carries the run's alerts changed since "
-        "`alert_cursor`."
+        "again (`duplicate: true`); a stored batch reaches the detectors exactly once, also "
+        "when the server crashed before running them (they catch up on restart). The response "
+        "carries the run's alerts changed since `alert_cursor`, each with its latest state: an "
+        "alert that fired and resolved since then comes back resolved, with its firing step, "
+        "message and evidence and `episodes` counting how often it fired."
     ),
 )
 def ingest_batch(
@@ -54,12 +57,13 @@ def ingest_batch(
                 f"and {settings.max_embedding_dim} columns are accepted: subsample the batch",
             )
         embeddings.append(EmbeddingInput(step=emb.step, name=emb.name, data=emb.array()))
-    stored = store.ingest_batch(run, batch.batch_id, scalars, embeddings)
+    seq = store.ingest_batch(run, batch.batch_id, scalars, embeddings)
+    stored = seq is not None
     points = sum(len(s) for s, _ in scalars.values()) if stored else 0
     metrics.batches.labels("stored" if stored else "duplicate").inc()
-    if stored:
+    if seq is not None:
         metrics.points.inc(points)
-        runtime.process(run, scalars, embeddings)
+        runtime.process(run, seq, scalars, embeddings)
     alerts = store.list_alerts(run, after_seq=batch.alert_cursor)
     return IngestOut(
         batch_id=batch.batch_id,

@@ -97,7 +97,8 @@ def read_series(
     downsampled = False
     if max_points is not None and len(steps) > max_points:
         alerts = store.list_alerts(run)
-        alert_steps = {a.step for a in alerts} | {a.first_step for a in alerts}
+        alert_steps = {a.step for a in alerts} | {a.first_step for a in alerts} | {
+            a.resolved_step for a in alerts if a.resolved_step is not None}
         idx = downsample_indices(steps, values, max_points, alert_steps)
         steps, values = steps[idx], values[idx]
         downsampled = True

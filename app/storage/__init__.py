@@ -1,8 +1,11 @@
 """Storage backends behind one interface (:class:`Store`); SQLite is the embedded default."""
 
 from .base import (
+    ALERT_EVENTS,
     AlertChange,
+    AlertEvent,
     AlertRecord,
+    DetectorCursors,
     EmbeddingInfo,
     EmbeddingInput,
     EmbeddingRecord,
@@ -11,12 +14,16 @@ from .base import (
     SeriesData,
     SeriesInfo,
     Store,
+    StoredBatch,
 )
 from .sqlite import SQLiteStore
 
 __all__ = [
+    "ALERT_EVENTS",
     "AlertChange",
+    "AlertEvent",
     "AlertRecord",
+    "DetectorCursors",
     "EmbeddingInfo",
     "EmbeddingInput",
     "EmbeddingRecord",
@@ -26,4 +33,5 @@ __all__ = [
     "SeriesData",
     "SeriesInfo",
     "Store",
+    "StoredBatch",
 ]

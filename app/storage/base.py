@@ -102,6 +102,51 @@ class AlertRecord:
     resolved_at: float | None
     detector: str = ""
     subject: str | None = None
+    episodes: int = 1
+    resolved_step: int | None = None
+    resolved_message: str | None = None
+    last_event: str = "fired"
+
+
+#: What an alert change did, as recorded in the alert's history.
+ALERT_EVENTS = ("fired", "updated", "escalated", "resolved", "reopened")
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One entry of an alert's history: what changed, at which step, with which evidence."""
+
+    alert_id: int
+    seq: int
+    event: str
+    severity: str
+    step: int
+    message: str
+    evidence: dict[str, float]
+    at: float
+
+
+@dataclass(frozen=True)
+class DetectorCursors:
+    """How far a run's detectors have consumed its stored batches (batch sequence numbers).
+
+    ``scalars``: every batch up to it has had its scalars fed to the detectors; ``embeddings``:
+    every batch up to it that carried embeddings has had them evaluated. Saved in the same
+    transaction as the detector state and the alerts they explain, so after a crash the
+    detectors resume from a consistent point and replay exactly what they had not seen.
+    """
+
+    scalars: int = 0
+    embeddings: int = 0
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """A stored client batch, read back for a replay through the detectors."""
+
+    seq: int
+    scalars: dict[str, tuple[np.ndarray, np.ndarray]]
+    embeddings: list[EmbeddingRecord]
 
 
 @dataclass(frozen=True)
@@ -119,7 +164,13 @@ class AlertChange:
     remedies: list[dict[str, str]]
     detector: str
     subject: str | None
-    alert_id: int | None = None  # None creates a new alert
+    #: The alert to change. None: the run's firing alert with this key (a new one is opened
+    #: for a firing change when there is none; a resolving change without one does nothing).
+    #: A resolved alert's id with status "firing" reopens it as a new episode.
+    alert_id: int | None = None
+    #: With no alert_id and no firing alert of this key: reopen the key's latest alert
+    #: (a flapping finding stays one alert with several episodes) instead of opening one.
+    reopen: bool = False
 
 
 class RunNotFound(LookupError):
@@ -154,8 +205,17 @@ class Store(Protocol):
         batch_id: str,
         scalars: Mapping[str, tuple[np.ndarray, np.ndarray]],
         embeddings: Sequence[EmbeddingInput],
-    ) -> bool:
-        """Store one batch atomically; False (and nothing written) if ``batch_id`` was seen."""
+    ) -> int | None:
+        """Store one batch atomically; returns its sequence number within the run (1, 2, ...),
+        or None (and nothing written) if ``batch_id`` was seen."""
+        ...
+
+    def batch_seqs(self, run: str, after: int) -> list[int]:
+        """Sequence numbers of the run's stored batches after ``after``, in order."""
+        ...
+
+    def read_batch(self, run: str, seq: int) -> StoredBatch:
+        """The scalars and embeddings one stored batch carried."""
         ...
 
     def append_series(self, run: str, series: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
@@ -176,12 +236,39 @@ class Store(Protocol):
         ...
 
     # detector state
-    def save_detector_state(self, run: str, state: Mapping[str, Any]) -> None: ...
+    def save_detector_state(
+        self, run: str, state: Mapping[str, Any], cursors: DetectorCursors | None = None
+    ) -> None: ...
 
     def load_detector_state(self, run: str) -> dict[str, Any] | None: ...
 
+    def detector_cursors(self, run: str) -> DetectorCursors: ...
+
+    def commit_detector_progress(
+        self,
+        run: str,
+        *,
+        state: Mapping[str, Any],
+        cursors: DetectorCursors,
+        signals: Mapping[str, tuple[np.ndarray, np.ndarray]],
+        alert_changes: Sequence[AlertChange],
+    ) -> list[AlertRecord]:
+        """In one transaction: the alert changes, the derived signal points, the detector state
+        and its cursors. Returns one record per applied change, as it stood after it."""
+        ...
+
     # alerts
-    def apply_alert_changes(self, changes: Sequence[AlertChange]) -> list[AlertRecord]: ...
+    def apply_alert_changes(self, changes: Sequence[AlertChange]) -> list[AlertRecord]:
+        """Apply changes in order; one record per applied change, as it stood after it."""
+        ...
+
+    def latest_alerts_by_key(self, run: str) -> dict[str, AlertRecord]:
+        """The most recent alert of each key (firing or resolved)."""
+        ...
+
+    def alert_history(self, run: str, alert_id: int | None = None) -> list[AlertEvent]:
+        """Every recorded change of the run's alerts (or of one alert), oldest first."""
+        ...
 
     def list_alerts(
         self, run: str, *, after_seq: int = 0, status: str | None = None

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import anyio.to_thread
 from dash import dcc, html
 
-from . import theme
+from . import figures, theme
 from .data import HealthView, health_view
 
 URL_BASE = "/ui/"
@@ -161,11 +161,8 @@ def _fmt_num(v: Any) -> str:
 def alert_card(alert: Any) -> html.Div:
     """One alert: severity, kind, status, steps, message, evidence numbers, remedies + papers."""
     colour = theme.SEVERITY_COLOURS.get(alert.severity, theme.MUTED)
-    steps = (
-        f"step {alert.step:,}"
-        if alert.first_step == alert.step
-        else f"steps {alert.first_step:,}–{alert.step:,}"
-    )
+    first, last = figures.alert_span(alert)
+    steps = f"step {first:,}" if first == last else f"steps {first:,}–{last:,}"
     evidence = alert.evidence if isinstance(alert.evidence, Mapping) else {}
     remedies: Sequence[Any] = alert.remedies if isinstance(alert.remedies, list | tuple) else []
     items = []
@@ -193,11 +190,19 @@ def alert_card(alert: Any) -> html.Div:
                     html.Span(f"×{alert.count}", className="st-meta", title="updates")
                     if getattr(alert, "count", 1) > 1
                     else None,
+                    html.Span(f"{alert.episodes} episodes", className="st-meta",
+                              title="times it fired")
+                    if getattr(alert, "episodes", 1) > 1
+                    else None,
                     html.Span(alert.key, className="st-muted st-small"),
                 ],
                 className="st-alert-head",
             ),
             html.Div(alert.message, className="st-alert-msg"),
+            html.Div(f"Resolved at step {alert.resolved_step:,}: {alert.resolved_message}",
+                     className="st-alert-msg st-muted")
+            if getattr(alert, "resolved_step", None) is not None
+            and getattr(alert, "resolved_message", None) else None,
             html.Div(
                 [
                     html.Span([f"{k} ", html.B(_fmt_num(v))], className="st-kv")

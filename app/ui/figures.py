@@ -54,9 +54,19 @@ class AlertMark:
         return f"{self.step}|{self.severity}|{self.status}"
 
 
+def alert_span(alert: Any) -> tuple[int, int]:
+    """First and last step an alert covers: from its first firing to its resolution (or to
+    its latest firing finding while it fires)."""
+    first, last = int(alert.first_step), int(alert.step)
+    resolved = getattr(alert, "resolved_step", None)
+    if alert.status != "firing" and resolved is not None:
+        last = max(last, int(resolved))
+    return first, last
+
+
 def alert_mark(alert: Any) -> AlertMark:
     """An :class:`AlertMark` from an ``AlertRecord`` (or anything with the same fields)."""
-    first, step = int(alert.first_step), int(alert.step)
+    first, step = alert_span(alert)
     where = f"step {first}" if first == step else f"steps {first}–{step}"
     status = "firing" if alert.status == "firing" else alert.status
     return AlertMark(

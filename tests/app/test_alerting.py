@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stethoscope.app.alerting import AlertManager
+from stethoscope.app.alerting import AlertManager, firing_counts
 from stethoscope.app.storage import SQLiteStore
 from stethoscope.detectors import Finding, Remedy
 
@@ -44,13 +44,49 @@ def test_escalation_is_immediate(manager: AlertManager) -> None:
     assert a.id == b.id and b.severity == "critical"
 
 
-def test_resolution_closes_and_a_new_firing_opens_a_new_alert(manager: AlertManager) -> None:
+def test_resolution_keeps_the_firing_record(manager: AlertManager) -> None:
     [a] = manager.process("r", [finding("mode_collapse", kind="mode_collapse", step=5)])
     [resolved] = manager.process("r", [finding("mode_collapse", kind="mode_collapse", status="resolved", step=9)])
-    assert resolved.id == a.id and resolved.status == "resolved" and resolved.message.startswith("Resolved")
+    assert resolved.id == a.id and resolved.status == "resolved"
+    assert (resolved.step, resolved.message, resolved.evidence) == (5, "mode_collapse at 5", {"z": 7.5})
+    assert (resolved.resolved_step, resolved.resolved_message) == (9, "mode_collapse at 9")
     assert manager.firing("r") == []
-    [b] = manager.process("r", [finding("mode_collapse", kind="mode_collapse", step=30)])
-    assert b.id != a.id
+
+
+def test_a_finding_back_soon_reopens_the_alert_and_a_late_one_opens_another(manager: AlertManager) -> None:
+    [a] = manager.process("r", [finding("mode_collapse", kind="mode_collapse", step=5)])
+    manager.process("r", [finding("mode_collapse", kind="mode_collapse", status="resolved", step=9)])
+    [again] = manager.process("r", [finding("mode_collapse", kind="mode_collapse", step=300)])
+    assert (again.id, again.status, again.episodes, again.last_event) == (a.id, "firing", 2, "reopened")
+    assert again.resolved_step is None and again.first_step == 5
+    manager.process("r", [finding("mode_collapse", kind="mode_collapse", status="resolved", step=310)])
+    [late] = manager.process("r", [finding("mode_collapse", kind="mode_collapse", step=5000)])
+    assert late.id != a.id and late.episodes == 1
+
+
+def test_fired_and_resolved_in_one_batch_is_stored_as_both(manager: AlertManager) -> None:
+    seen = []
+    manager.listeners.append(seen.append)
+    out = manager.process("r", [finding("divergence/nonfinite", "critical", step=3),
+                                finding("divergence/nonfinite", "critical", status="resolved", step=53)])
+    assert [(a.status, a.severity, a.last_event) for a in out] == [
+        ("firing", "critical", "fired"), ("resolved", "critical", "resolved")]
+    assert [a.last_event for a in seen] == ["fired", "resolved"]
+    [stored] = manager.store.list_alerts("r")
+    assert (stored.status, stored.step, stored.resolved_step, stored.severity) == ("resolved", 3, 53, "critical")
+    assert [e.event for e in manager.store.alert_history("r")] == ["fired", "resolved"]
+
+
+def test_a_periodic_nan_is_one_alert_with_many_episodes(manager: AlertManager) -> None:
+    findings = []
+    for start in range(0, 600, 60):
+        findings += [finding("divergence/nonfinite", "critical", step=start),
+                     finding("divergence/nonfinite", "critical", status="resolved", step=start + 50)]
+    manager.process("r", findings)
+    [alert] = manager.store.list_alerts("r")
+    assert (alert.episodes, alert.status, alert.first_step) == (10, "resolved", 0)
+    events = [e.event for e in manager.store.alert_history("r", alert.id)]
+    assert events == ["fired", "resolved"] + ["reopened", "resolved"] * 9
 
 
 def test_resolved_without_firing_alert_is_ignored(manager: AlertManager) -> None:
@@ -67,8 +103,10 @@ def test_nan_alert_inhibits_spike_alerts(manager: AlertManager) -> None:
     assert manager.process("r", [finding("vanishing_gradients/G", kind="vanishing_gradients", step=4)])
 
 
-def test_info_findings_raise_no_alert(manager: AlertManager) -> None:
-    assert manager.process("r", [finding("divergence/spike:loss", "info")]) == []
+def test_info_findings_are_stored_but_never_count_as_firing_trouble(manager: AlertManager) -> None:
+    [a] = manager.process("r", [finding("divergence/spike:loss", "info")])
+    assert a.severity == "info" and a.status == "firing"
+    assert firing_counts(manager.firing("r")) == {"critical": 0, "warning": 0, "info": 1}
 
 
 def test_listeners_see_every_change(manager: AlertManager) -> None:

@@ -280,7 +280,8 @@ def test_reconfiguring_detectors_resolves_their_firing_alerts(live_server: LiveS
         http.post("/api/v1/runs/rc/batches", json=batch({"loss": {"steps": [0, 1], "values": [1.0, "NaN"]}}))
         http.put("/api/v1/runs/rc", json={"detectors": {"spike": {"warn_z": 8}}})
         [alert] = http.get("/api/v1/runs/rc/alerts").json()
-        assert alert["status"] == "resolved" and "reconfigured" in alert["message"]
+        assert alert["status"] == "resolved" and "reconfigured" in alert["resolved_message"]
+        assert "NaN" in alert["message"]  # the firing record is kept
         assert http.get("/api/v1/runs/rc").json()["health"]["state"] != "critical"
 
 

@@ -27,8 +27,10 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condit
 
 
 def alert(seq: int, *, id: int = 1, severity: str = "critical", status: str = "firing",
-          kind: str = "divergence", step: int = 3) -> dict[str, Any]:
+          kind: str = "divergence", step: int = 3, episodes: int = 1,
+          resolved_step: int | None = None) -> dict[str, Any]:
     return {
+        "episodes": episodes, "resolved_step": resolved_step,
         "id": id, "run": "r", "kind": kind, "key": f"{kind}/x", "severity": severity,
         "status": status, "step": step, "first_step": step, "message": f"{kind} seen",
         "evidence": {"value": "NaN", "z": 12.5},

@@ -86,13 +86,23 @@ def test_alert_parsing_and_book_notifications() -> None:
     # same severity again: no new notification; increase: notified
     assert book.update([alert(2, severity="warning")], 2) == []
     assert [x.severity for x in book.update([alert(3, severity="critical")], 3)] == ["critical"]
-    # resolved: no notification, latest state kept; firing again later: notified
+    # resolved: no notification, latest state kept; a new episode (reopened) is notified
     assert book.update([alert(4, status="resolved")], 4) == []
     assert book.alerts()[0].status == "resolved"
-    assert len(book.update([alert(5, severity="warning")], 5)) == 1
+    assert len(book.update([alert(5, severity="warning", episodes=2)], 5)) == 1
     # stale update (lower seq) is ignored
     book.update([alert(2, severity="info")], None)
     assert book.alerts()[0].seq == 5 and book.cursor == 5
+
+
+def test_an_episode_that_fired_and_resolved_unseen_is_notified_once() -> None:
+    book = AlertBook()
+    [a] = book.update([alert(7, severity="critical", status="resolved", resolved_step=53)], 7)
+    assert (a.status, a.severity, a.resolved_step) == ("resolved", "critical", 53)
+    assert "resolved at step 53" in str(a)
+    assert book.update([alert(8, severity="critical", status="resolved")], 8) == []
+    # info alerts (transient excursions) are never pushed to the training process
+    assert book.update([{**alert(9, severity="info"), "id": 2}], 9) == []
 
 
 def test_alert_is_frozen() -> None:

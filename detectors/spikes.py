@@ -124,11 +124,12 @@ class SpikeDetector(_RollingReference):
     - ``info``: a spike, the first of an excursion. Losses and gradient norms, of GANs above
       all, jump and come back in healthy runs; an excursion that recovers is a marker on the
       chart, not an alert;
-    - ``warning``: the excursion has lasted ``sustain`` spike points in a row;
+    - ``warning``: the excursion has lasted ``sustain`` points in a row (once started, an
+      excursion goes on while the series stays above half the spike level);
     - ``critical``: it has lasted that long *and* is a blow-up: z above ``critical_z`` or the
       value above ``critical_ratio`` times the rolling median.
 
-    The finding resolves after ``resolve_after`` points in a row without a spike.
+    The finding resolves after ``resolve_after`` points in a row below half the spike level.
 
     Parameters
     ----------
@@ -251,19 +252,24 @@ class SpikeDetector(_RollingReference):
             spike = z > self.warn_z  # a jump within the series' own noise is no spike
             if self.log_mode:
                 spike &= ratio >= self.min_ratio
+            # once an excursion started, it goes on while the series stays above half the
+            # spike level (noise dips a sustained excursion below warn_z now and then)
+            high = z > 0.5 * self.warn_z
+            if self.log_mode:
+                high &= ratio >= 1.0 + 0.5 * (self.min_ratio - 1.0)
             if not self.firing and not spike.any():
                 self.run = 0
                 continue
-            if self.firing and not spike.any() and self.quiet + seg.size < self.resolve_after:
+            if self.firing and not high.any() and self.quiet + seg.size < self.resolve_after:
                 self.quiet += seg.size
                 self.run = 0
                 continue
             crit = (z > self.critical_z) | (ratio > self.critical_ratio)
             rank = {"": -1, "info": 0, "warning": 1, "critical": 2}
             for i in range(seg.size):
-                if spike[i]:
+                if spike[i] or (self.firing and high[i]):
                     self.quiet = 0
-                    self.spikes += 1
+                    self.spikes += int(spike[i])
                     self.run += 1
                     if self.run < self.sustain:
                         sev = "info"
@@ -281,8 +287,6 @@ class SpikeDetector(_RollingReference):
                         self.quiet += 1
                         if self.quiet >= self.resolve_after:
                             out.append(self._resolve(int(s[a + i])))
-            if not spike[-1]:
-                self.run = 0
         return out
 
     def _fire(self, step: int, value: float, z: float, severity: str) -> Finding:

@@ -30,7 +30,9 @@ def batches(steps: np.ndarray, values: np.ndarray, size: int):
 
 
 def feed(detector, steps: np.ndarray, values: np.ndarray, size: int = 100) -> list:
+    """Feed one series to a single-series detector in batches of ``size`` points."""
+    name = getattr(detector, "series", "") or "series"
     out = []
     for s, v in batches(steps, values, size):
-        out += detector.update(s, v)
+        out += detector.update({name: (s, v)})
     return out

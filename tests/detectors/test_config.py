@@ -37,7 +37,7 @@ def test_documented_example_mapping():
         ({"enabled": {"drfit": False}}, "'drfit' (did you mean 'drift'?)", "overfitting"),
         ({"overfitting": {"treshold": 0.95}}, "'treshold' (did you mean 'threshold'?)",
          "hysteresis"),
-        ({"collapse": {"zzz": 1}}, "'zzz'", "rank_min_dim"),
+        ({"collapse": {"zzz": 1}}, "'zzz'", "plateau_delta"),
     ],
 )
 def test_unknown_keys_are_named_with_every_valid_one(config, bad, valid):

@@ -28,14 +28,18 @@ class Case:
     invalid: list  # [(param, value)]
 
 
-def _scalar(part_streams):
+def _scalar(part_streams, name="loss"):
     def feed(det, part):
         s, v = part_streams[part]
         out = []
         for a in range(0, s.size, 64):
-            out += det.update(s[a : a + 64], v[a : a + 64])
+            out += det.update({name: (s[a : a + 64], v[a : a + 64])})
         return out
     return feed
+
+
+def _one(name, s, v):
+    return lambda det: det.update({name: (s, v)})
 
 
 rng = np.random.default_rng(7)
@@ -49,14 +53,13 @@ NF[150] = np.nan
 
 def nf_feed(det, part):
     sl = slice(0, 100) if part == 0 else slice(100, 400)
-    out = det.update("loss", T[sl], NF[sl])
-    out += det.update("grad_norm/G/total", T[sl], NOISY[sl])
-    return out
+    return det.update({"loss": (T[sl], NF[sl]), "grad_norm/G/total": (T[sl], NOISY[sl])})
 
 
-# spikes: spikes at 260 and 700
+# spikes: a one-point spike at 260 (info), a sustained blow-up from 700 (critical)
 SP = NOISY.copy()
-SP[[260, 700]] = [3.0, 20.0]
+SP[260] = 3.0
+SP[700:760] = 20.0
 SP_WARM = NOISY[:60].copy()
 SP_WARM[10] = 50.0
 
@@ -98,12 +101,12 @@ BAL = [bal_stream(0, 150, 10**9), bal_stream(150, 500, 200)]
 
 def bal_feed(det, part):
     s, roles = BAL[part]
-    return det.update(s, **roles)
+    return det.update({role: (s, v) for role, v in roles.items()})
 
 
 def bal_warm(det):
     s, roles = bal_stream(0, 99, 0)
-    return det.update(s, **roles)
+    return det.update({role: (s, v) for role, v in roles.items()})
 
 
 # discriminator overfitting: r_t near ADA's 0.6, then near 1 from step 400
@@ -112,18 +115,55 @@ RT = np.clip(np.where(T < 400, 0.6, 0.97) + 0.05 * rng.standard_normal(1200), -1
 
 def col_feed(det, part):
     out = []
-    for i in range(4):
-        ev = part * 4 + i
+    for i in range(5):
+        ev = part * 5 + i
         modes = np.arange(8) if part == 0 else [0]
-        out += det.update(100 * ev, ring(300, modes, seed=ev), real=ring(300, range(8), 100 + ev))
+        out += det.update(100 * ev, {"fake": ring(300, modes, seed=ev),
+                                     "real": ring(300, range(8), 100 + ev)})
     return out
 
 
 def col_warm(det):
     out = []
     for ev in range(3):
-        out += det.update(ev, ring(300, [0], seed=ev), real=ring(300, range(8), 50 + ev))
+        out += det.update(ev, {"fake": ring(300, [0], seed=ev),
+                               "real": ring(300, range(8), 50 + ev)})
     return out
+
+
+def rank_feed(det, part):
+    out = []
+    for i in range(5):
+        ev = part * 5 + i
+        dims = 32 if part == 0 else 2
+        g = np.random.default_rng(ev)
+        x = g.standard_normal((256, dims)) @ g.standard_normal((dims, 64))
+        out += det.update(100 * ev, {"fake": x})
+    return out
+
+
+def rank_warm(det):
+    out = []
+    for ev in range(3):
+        g = np.random.default_rng(ev)
+        dims = 32 if ev == 0 else 1
+        out += det.update(ev, {"fake": g.standard_normal((256, dims)) @ g.standard_normal(
+            (dims, 64))})
+    return out
+
+
+# pinned: a moving loss, then pinned at 100 (a clamped BCE term) from step 500
+PIN = np.where(T < 500, NOISY, 100.0)
+
+
+def pin_feed(det, part):
+    sl = slice(0, 300) if part == 0 else slice(300, 800)
+    return det.update({"loss_D": (T[sl], PIN[sl])})
+
+
+def pin_warm(det):
+    det.mark_main(["loss_D"])
+    return det.update({"loss_D": (T[:49], np.full(49, 100.0))})
 
 
 CASES = {
@@ -132,21 +172,21 @@ CASES = {
     "SpikeDetector": Case(
         D.SpikeDetector, {"series": "loss"},
         _scalar([(T[:400], SP[:400]), (T[400:], SP[400:])]),
-        lambda det: det.update(T[:60], SP_WARM),
+        _one("loss", T[:60], SP_WARM),
         [("window", 5), ("warn_z", -1.0), ("critical_z", 1.0), ("critical_ratio", 0.5),
          ("min_points", 500), ("scale", "cubic"), ("resolve_after", 0), ("min_scale", 0)],
     ),
     "DriftDetector": Case(
         D.DriftDetector, {"series": "loss"},
         _scalar([(T[:300], DR[:300]), (T[300:700], DR[300:700])]),
-        lambda det: det.update(np.arange(40), DR_WARM),
+        _one("loss", np.arange(40), DR_WARM),
         [("min_instances", 1), ("delta", -1.0), ("threshold", 0.0), ("z_clip", float("nan")),
          ("window", 3)],
     ),
     "OscillationDetector": Case(
         D.OscillationDetector, {"series": "loss_G", "min_windows": 3},
-        _scalar([(T[:500], OSC[:500]), (T[500:], OSC[500:])]),
-        lambda det: det.update(np.arange(300), OSC_WARM),
+        _scalar([(T[:500], OSC[:500]), (T[500:], OSC[500:])], "loss_G"),
+        _one("loss_G", np.arange(300), OSC_WARM),
         [("window", 2), ("growth", 1.0), ("patience", 0), ("min_windows", 0)],
     ),
     "GradientDetector": Case(
@@ -161,23 +201,36 @@ CASES = {
     ),
     "DiscriminatorOverfittingDetector": Case(
         D.DiscriminatorOverfittingDetector, {},
-        _scalar([(T[:300], RT[:300]), (T[300:700], RT[300:700])]),
-        lambda det: det.update(np.arange(99), np.ones(99)),
+        _scalar([(T[:300], RT[:300]), (T[300:700], RT[300:700])], "r_t"),
+        _one("r_t", np.arange(99), np.ones(99)),
         [("window", 0), ("threshold", 0.5), ("threshold", 1.0), ("patience", 0),
          ("resolve_after", 0), ("hysteresis", -0.1)],
     ),
     "CollapseDetector": Case(
         D.CollapseDetector, {}, col_feed, col_warm,
         [("k_coverage", 0), ("k_recall", 100), ("threshold", 1.5), ("patience", 0),
-         ("warmup", -1), ("max_samples", 3), ("bandwidth_scale", 0.0), ("seed", -1),
-         ("rank_min_dim", 2), ("blas_threads", 0)],
+         ("min_evaluations", 0), ("max_samples", 3), ("bandwidth_scale", 0.0), ("seed", -1),
+         ("critical_threshold", 0.9), ("plateau", 0), ("blas_threads", 0)],
+    ),
+    "DimensionalCollapseDetector": Case(
+        D.DimensionalCollapseDetector, {}, rank_feed, rank_warm,
+        [("threshold", 1.0), ("patience", 0), ("warmup", -1), ("samples", 2), ("min_dim", 2),
+         ("seed", -1), ("blas_threads", 0)],
+    ),
+    "PinnedLossDetector": Case(
+        D.PinnedLossDetector, {}, pin_feed, pin_warm,
+        [("patience", 1), ("rtol", -1.0), ("rtol", 0.5), ("resolve_after", 0)],
     ),
 }
 
 
+_BASES = {D.Detector, D.ScalarDetector, D.SeriesDetector, D.EmbeddingDetector}
+
+
 def _all_detector_classes():
     return {name for name in D.__all__ if inspect.isclass(getattr(D, name))
-            and issubclass(getattr(D, name), D.Detector) and getattr(D, name) is not D.Detector}
+            and issubclass(getattr(D, name), D.Detector) and getattr(D, name) not in _BASES}
+
 
 
 def test_every_public_detector_has_a_conformance_case():
@@ -188,6 +241,10 @@ params = pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
 # The NaN detector fires on the first non-finite value by design: it has no warm-up to test.
 WARMING = {name: case for name, case in CASES.items() if case.warmup is not None}
 warming_params = pytest.mark.parametrize("case", list(WARMING.values()), ids=list(WARMING))
+@params
+def test_every_detector_has_one_of_the_two_input_shapes(case):
+    assert issubclass(case.cls, D.ScalarDetector) != issubclass(case.cls, D.EmbeddingDetector)
+
 
 
 @params

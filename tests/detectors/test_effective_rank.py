@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 from streams import ring
 
-from stethoscope.detectors import CollapseDetector, DetectorSuite, effective_rank
-from stethoscope.detectors.metrics import pairwise_distances
+from stethoscope.detectors import (
+    CollapseDetector,
+    DetectorSuite,
+    DimensionalCollapseDetector,
+    effective_rank,
+)
 
 
 def embeddings(rng, n, d, k=None, scale=1.0):
@@ -21,11 +25,13 @@ def embeddings(rng, n, d, k=None, scale=1.0):
 def run(schedule, d, seed=0, with_real=False, n=512, **kw):
     """schedule: one entry per evaluation, None (healthy) or k (collapsed onto k directions)."""
     rng = np.random.default_rng(seed)
-    det = CollapseDetector(**kw)
+    det = DimensionalCollapseDetector(**kw)
     found, metrics = [], []
     for i, k in enumerate(schedule):
-        real = embeddings(rng, n, d) if with_real else None
-        found += det.update(100 * i, embeddings(rng, n, d, k), real=real)
+        emb = {"fake": embeddings(rng, n, d, k)}
+        if with_real:
+            emb["real"] = embeddings(rng, n, d)
+        found += det.update(100 * i, emb)
         metrics.append(dict(det.last_metrics))
     return det, found, metrics
 
@@ -38,50 +44,34 @@ def test_effective_rank_values():
     assert effective_rank(np.ones((10, 5))) == 1.0
     shifted = rng.standard_normal((300, 40)) + 100.0  # centring: an offset is no dimension
     assert effective_rank(shifted) > 30
-    x = rng.standard_normal((200, 64))
-    assert effective_rank(None, d_self=pairwise_distances(x)) == pytest.approx(
-        effective_rank(x), rel=0.01)  # float32 distances from d = 32 on
 
 
-def test_dimensional_collapse_without_reals_fires_with_lower_confidence():
+@pytest.mark.parametrize("d", [16, 64, 128])
+def test_effective_rank_never_exceeds_the_dimension_for_near_identical_points(d):
+    # from a distance matrix this gave 76.7 and 128.1 at d = 64; it is at most min(n - 1, d)
+    rng = np.random.default_rng(d)
+    x = rng.standard_normal((1, d)) + 1e-4 * rng.standard_normal((256, d))
+    assert 1.0 <= effective_rank(x.astype(np.float32)) <= d
+    assert effective_rank(np.repeat(x[:1], 256, axis=0)) == 1.0
+
+
+def test_dimensional_collapse_without_reals_fires_judged_on_own_history():
     det, found, m = run([None] * 5 + [4] * 3, d=64)
     assert [(f.key, f.kind, f.step, f.severity) for f in found] == [
         ("mode_collapse/dimensional", "mode_collapse", 600, "warning")]
     f = found[0]
-    assert f.evidence["reference_is_real"] == 0.0
     assert f.evidence["effective_rank_vs_best"] <= 0.5
-    assert "Lower confidence" in f.message and "effective rank" in f.message
-    assert {r.citation.split(",")[0] for r in f.remedies} >= {"Salimans et al. 2016"}
+    assert "own history" in f.message and "effective rank" in f.message
     assert m[4]["effective_rank_vs_best"] > 0.95 and m[5]["effective_rank_vs_best"] < 0.2
-    assert det.status().state == "alarm" and "dimensional" in det.status().reason
+    assert det.status().state == "alarm"
 
 
 def test_dimensional_collapse_with_reals_quotes_the_reals_rank():
-    """Outputs on a 4-d subspace, spread like the data: coverage stays at 1 and the Vendi ratio
-    above 0.5, so only recall is low and the 2-of-3 rule is silent; the rank is not."""
-    rng = np.random.default_rng(0)
-    det = CollapseDetector()
-    found = []
-    for i in range(8):
-        real = rng.standard_normal((512, 64))
-        if i < 5:
-            fake = rng.standard_normal((512, 64))
-        else:
-            w = rng.standard_normal((4, 64)) / 2
-            fake = 2 * rng.standard_normal((512, 4)) @ w + 0.05 * rng.standard_normal((512, 64))
-        found += det.update(100 * i, fake, real=real)
+    det, found, m = run([None] * 5 + [4] * 3, d=64, with_real=True)
     assert [(f.key, f.step, f.status) for f in found] == [
         ("mode_collapse/dimensional", 600, "firing")]
-    f = found[0]
-    assert f.evidence["effective_rank_ratio"] < 0.2 and f.evidence["reference_is_real"] == 1.0
-    assert f.evidence["coverage_ratio"] > 0.9
-    assert "Real embeddings at the same n" in f.message
-
-
-def test_point_and_subspace_collapse_with_reals_is_one_mode_collapse_alert():
-    det, found, m = run([None] * 5 + [4] * 3, d=64, with_real=True)
-    assert [(f.key, f.step) for f in found] == [("mode_collapse", 600)]
     assert found[0].evidence["effective_rank_ratio"] < 0.2
+    assert "Real embeddings at the same n" in found[0].message
     assert m[0]["effective_rank_ratio"] == pytest.approx(1.0, abs=0.05)
 
 
@@ -92,54 +82,51 @@ def test_dimensional_collapse_resolves():
         ("mode_collapse/dimensional", 700, "resolved")]
 
 
-def test_point_collapse_is_reported_once_as_mode_collapse():
+def test_point_collapse_is_reported_once_as_mode_collapse_by_the_suite():
     """A few near-identical outputs also have a low rank: one alert, not two."""
     rng = np.random.default_rng(1)
-    det = CollapseDetector(warmup=1)
+    suite = DetectorSuite()
     found = []
-    for i in range(6):
+    for i in range(9):
         real = rng.standard_normal((512, 128))
-        fake = rng.standard_normal((512, 128)) if i < 3 else (
+        fake = rng.standard_normal((512, 128)) if i < 5 else (
             rng.standard_normal((3, 128))[rng.integers(0, 3, 512)]
             + 0.05 * rng.standard_normal((512, 128)))
-        found += det.update(i, fake, real=real)
-    assert [f.key for f in found] == ["mode_collapse"]
-    assert det.last_metrics["effective_rank_vs_best"] < 0.5
+        found += suite.update_embeddings(i, {"fake": fake, "real": real})
+    assert [f.key for f in found if f.status == "firing"] == ["mode_collapse"]
 
 
 def test_rank_is_not_computed_or_judged_in_low_dimension():
     """On the 2-D ring the rank is at most 2: meaningless, so neither signal nor finding."""
-    det = CollapseDetector()
-    found = []
+    det = DimensionalCollapseDetector()
     for i in range(8):
         modes = np.arange(8) if i < 4 else [0]
-        found += det.update(100 * i, ring(1000, modes, seed=i))
-    assert "effective_rank" not in det.last_metrics
-    assert all(f.key == "mode_collapse" for f in found)
-    assert CollapseDetector(rank_min_dim=3).update(0, np.random.default_rng(0).standard_normal(
-        (100, 4))) == []
+        assert det.update(100 * i, {"fake": ring(1000, modes, seed=i)}) == []
+    assert det.last_metrics == {} and "min_dim" in det.status().reason
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("d", [8, 32, 256])
 @pytest.mark.parametrize("with_real", [False, True])
 def test_no_false_alarm_on_healthy_high_dimensional_runs(seed, d, with_real):
     """Stationary embeddings whose scale grows 4x over training and whose batch size varies."""
     rng = np.random.default_rng(seed)
-    det = CollapseDetector()
+    suite = DetectorSuite()
     found = []
     for i in range(15):
         n = int(rng.integers(300, 700))
-        fake = embeddings(rng, n, d, scale=1.0 + 0.2 * i)
-        real = embeddings(rng, 600, d, scale=1.0 + 0.2 * i) if with_real else None
-        found += det.update(100 * i, fake, real=real)
-    assert found == []
-    assert det.status().state == "ok"
+        emb = {"fake": embeddings(rng, n, d, scale=1.0 + 0.2 * i)}
+        if with_real:
+            emb["real"] = embeddings(rng, 600, d, scale=1.0 + 0.2 * i)
+        found += suite.update_embeddings(100 * i, emb)
+    assert [f for f in found if f.severity != "info"] == []
+    states = {s.name: s.state for s in suite.health()}
+    assert states["collapse"] == "ok" and states["rank"] == "ok"
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_self_reference_ignores_a_scattered_untrained_generator(seed):
-    """Warm-up evaluations are not references: an untrained G scattering samples 10x wider than
+    """Early evaluations are not references: an untrained G scattering samples 10x wider than
     the data must not make the healthy run that follows look collapsed (no reals)."""
     det = CollapseDetector()
     found = []
@@ -148,7 +135,7 @@ def test_self_reference_ignores_a_scattered_untrained_generator(seed):
         x = ring(1000, np.arange(8), seed=100 * seed + i)
         if i < 2:
             x = 20.0 * rng.standard_normal((1000, 2))
-        found += det.update(100 * i, x)
+        found += det.update(100 * i, {"fake": x})
     assert found == []
 
 
@@ -158,7 +145,7 @@ def test_self_reference_still_catches_ring_collapse(seed):
     found = []
     for i in range(10):
         modes = np.arange(8) if i < 6 else [seed % 8]
-        found += det.update(100 * i, ring(1000, modes, seed=100 * seed + i))
+        found += det.update(100 * i, {"fake": ring(1000, modes, seed=100 * seed + i)})
     assert [(f.key, f.step) for f in found] == [("mode_collapse", 700)]
     assert "lower confidence" in found[0].message
 
@@ -171,7 +158,7 @@ def test_suite_stores_rank_signals_and_skips_undefined_ratios():
     sig = suite.drain_signals()
     assert sig["stethoscope/collapse/effective_rank"][0].tolist() == [0, 100, 200, 300]
     # no best before the warm-up's last evaluation: no point rather than a NaN marker
-    assert sig["stethoscope/collapse/effective_rank_vs_best"][0].tolist() == [200, 300]
+    assert sig["stethoscope/collapse/effective_rank_vs_best"][0].tolist() == [300]
     assert all(np.isfinite(v).all() for _, v in sig.values())
     suite.update_embeddings(400, {"fake": rng.standard_normal((300, 16)),
                                   "real": rng.standard_normal((300, 16))})
@@ -192,10 +179,10 @@ def test_evaluations_are_bounded_and_blas_threads_limited(monkeypatch):
 
     monkeypatch.setattr(metrics, "vendi_score", spy)
     rng = np.random.default_rng(0)
-    fake, real = rng.standard_normal((3000, 64)), rng.standard_normal((3000, 64))
-    CollapseDetector().update(0, fake, real=real)
+    emb = {"fake": rng.standard_normal((3000, 64)), "real": rng.standard_normal((3000, 64))}
+    CollapseDetector().update(0, emb)
     assert seen and all(threads <= {1} and n <= 256 for threads, n in seen)
     a = CollapseDetector(blas_threads=None)
     b = CollapseDetector(blas_threads=1)
-    assert a.update(0, fake, real=real) == b.update(0, fake, real=real)
+    assert a.update(0, emb) == b.update(0, emb)
     assert a.last_metrics == pytest.approx(b.last_metrics, rel=1e-6, nan_ok=True)

@@ -70,10 +70,10 @@ def test_explicit_loss_list_replaces_name_matching():
 
 def test_health_of_an_empty_suite_says_why_nothing_runs():
     rows = {s.name: s for s in DetectorSuite().health()}
-    assert set(rows) == {"nonfinite", "spike", "drift", "oscillation", "gradients", "balance",
-                         "overfitting", "collapse"}
-    assert rows["nonfinite"].state == "waiting"
-    for name in ("spike", "drift", "oscillation", "gradients", "balance", "collapse"):
+    assert set(rows) == {"nonfinite", "stall", "spike", "drift", "oscillation", "gradients",
+                         "balance", "overfitting", "collapse", "rank"}
+    assert rows["nonfinite"].state == "waiting" and rows["stall"].state == "waiting"
+    for name in ("spike", "drift", "oscillation", "gradients", "balance", "collapse", "rank"):
         assert rows[name].state == "unavailable" and rows[name].reason
     assert "Monitor.watch" in rows["gradients"].reason
     assert "log_embeddings" in rows["collapse"].reason
@@ -142,10 +142,10 @@ def test_embeddings_without_fake_are_reported_in_health():
 def test_config_overrides_thresholds():
     t = np.arange(3000)
     loss = healthy_loss(3000, seed=2)
-    loss[1500] *= 1.9  # robust z about 7: a warning by default
+    loss[1500] *= 1.9  # robust z about 7: a spike (an info marker) by default
     fired = DetectorSuite().update_scalars({"loss": (t, loss)})
     assert [(f.key, f.severity) for f in fired if f.status == "firing"] == [
-        ("divergence/spike:loss", "warning")]
+        ("divergence/spike:loss", "info")]
     quiet = DetectorSuite({"spike": {"warn_z": 8.0}}).update_scalars({"loss": (t, loss)})
     assert quiet == []
 

@@ -168,7 +168,7 @@ def test_detector_configuration_travels_with_the_run(live_server: LiveServer) ->
     config = {"roles": {"loss_d": "critic_loss"}, "enabled": {"nonfinite": False}}
     with Monitor(run="cfg", server=live_server.url, detectors=config, flush_interval=0.1) as mon:
         for step in range(60):
-            mon.log(step, critic_loss=float("nan") if step == 30 else 0.5)
+            mon.log(step, critic_loss=float("nan") if step == 30 else 0.5 + 0.01 * (step % 3))
     with live_server.client() as http:
         run = http.get("/api/v1/runs/cfg").json()
         alerts = http.get("/api/v1/runs/cfg/alerts").json()

@@ -79,7 +79,9 @@ class Recorder:
         self._good_names: set[str] = set()
         self._last_step: int | None = None
         self._log_serial = 0
-        self._triggers: dict[int, tuple[int, int]] = {}
+        self._prev_step: int | None = None  # the step logged before the last one
+        # watch -> (log serial, hooks since that log, hooks per logged step)
+        self._triggers: dict[int, tuple[int, int, int]] = {}
         self.dropped_points = 0
         self.dropped_embeddings = 0
 
@@ -100,6 +102,8 @@ class Recorder:
             scalars = self._slow_values(scalars)
         n = len(scalars)
         with self._lock:
+            if step != self._last_step:
+                self._prev_step = self._last_step
             self._last_step = step
             self._log_serial += 1
             if self._grads_pending:
@@ -198,17 +202,27 @@ class Recorder:
     def trigger(self, key: int) -> int:
         """Called by a gradient watch when its hook fires; returns the estimated step.
 
-        Estimate: ``last logged step + 1 + hooks of this watch since that log`` (or the hook
-        count before the first log). The record itself is attributed to the step of the next
-        ``log()`` call (see :meth:`add_grad`).
+        Estimate: ``last logged step + 1 + hooks since that log / hooks per step``. The rate
+        is learnt from the previous interval between two logs: a discriminator stepped 5 times
+        per logged step fires 5 hooks per step, so all 5 map to the same step and its norms land
+        on the same steps as the generator's (the last of the 5 is kept); a loop that logs every
+        10 steps fires 10 hooks per 10 steps, which map to the 10 steps in between. The record
+        itself is attributed to the step of the next ``log()`` call (see :meth:`add_grad`).
         """
         with self._lock:
-            serial, n = self._triggers.get(key, (-1, -1))
-            n = n + 1 if serial == self._log_serial else 0
-            self._triggers[key] = (self._log_serial, n)
+            serial, n, rate = self._triggers.get(key, (-1, -1, 1))
+            if serial == self._log_serial:
+                n += 1
+            else:
+                if (serial == self._log_serial - 1 and self._prev_step is not None
+                        and self._last_step is not None):
+                    delta = max(1, self._last_step - self._prev_step)
+                    rate = max(1, round((n + 1) / delta))
+                n = 0
+            self._triggers[key] = (self._log_serial, n, rate)
             if self._last_step is None:
-                return n
-            return self._last_step + 1 + n
+                return n // rate
+            return self._last_step + 1 + n // rate
 
     def add_grad(
         self, key: int, estimate: int, prefix: str, names: tuple[str, ...], norms: Any

@@ -142,6 +142,39 @@ def test_gan_style_two_optimizers_see_final_gradients(make_monitor, fake) -> Non
     assert fake.series("grad_norm/G/total") == (list(range(6)), pytest.approx(ref_g, rel=1e-5))
 
 
+def test_several_d_steps_per_g_step_keep_d_on_g_s_step_grid(make_monitor, fake) -> None:
+    """WGAN-style: 5 D updates per G update, one log per G update: D's norms are recorded on
+    the same steps as G's (the last D update of each step)."""
+    torch.manual_seed(0)
+    G = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    D = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    optG = torch.optim.Adam(G.parameters(), lr=1e-3)
+    optD = torch.optim.Adam(D.parameters(), lr=1e-3)
+    mon = make_monitor()
+    mon.watch(G, name="G", every=10)
+    mon.watch(D, name="D", every=10)
+    last_d = {}
+    for step in range(45):
+        for _ in range(5):
+            loss_d = D(G(torch.randn(16, 2)).detach()).mean() - D(torch.randn(16, 2) + 3).mean()
+            optD.zero_grad()
+            loss_d.backward()
+            last_d[step] = _reference_norms(D)["total"]
+            optD.step()
+        loss_g = -D(G(torch.randn(16, 2))).mean()
+        optG.zero_grad()
+        loss_g.backward()
+        optG.step()
+        mon.log(step, loss_D=loss_d, loss_G=loss_g)
+    mon.close()
+    g_steps = fake.series("grad_norm/G/total")[0]
+    d_steps, d_values = fake.series("grad_norm/D/total")
+    assert g_steps == [0, 10, 20, 30, 40]
+    assert d_steps == g_steps
+    # from the second logged step on, the rate is known and the last D update's norms kept
+    assert d_values[1:] == pytest.approx([last_d[s] for s in d_steps[1:]], rel=1e-5)
+
+
 def _train(net, opt, mon, steps, log_every=1, backward_only=False):
     torch.manual_seed(2)
     for step in range(steps):

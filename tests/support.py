@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -134,3 +136,48 @@ def wait_evaluated(http: httpx.Client, run: str, timeout: float = 60.0) -> dict:
         if time.monotonic() > deadline:
             raise AssertionError(f"run {run!r} still has queued evaluations after {timeout} s")
         time.sleep(0.05)
+
+
+class ServerProcess:
+    """``stethoscope serve`` in a child process on a fixed loopback port, killable with
+    SIGKILL (``kill()``) and restartable on the same port and database (``start()``)."""
+
+    def __init__(self, db_path: Path, port: int | None = None, **env: str) -> None:
+        self.db_path = db_path
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "STETHOSCOPE_UI": "false", "STETHOSCOPE_ALERT_UPDATE_INTERVAL":
+                    "0", **env}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        cmd = [sys.executable, "-c", "from stethoscope.app.cli import main; main()", "serve",
+               "--db", str(self.db_path), "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"the server exited with {self.proc.returncode}: {err}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("the server did not answer /healthz in time")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, nothing is flushed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

@@ -6,32 +6,39 @@ batch is subsampled to the size of R2, and every metric is computed for (R1, fak
 (R1, R2). Thresholds are ratios to what real data scores against itself, which cancels the
 metrics' dependence on n, d and the extractor.
 
-Two questions, two kinds of metric (ratio = fake value / real-vs-real value):
+Three questions (ratio = fake value / real-vs-real value):
 
-- *diversity*: how many distinct things the generator makes. The Vendi score (Friedman & Dieng
-  2022; RBF kernel of bandwidth ``bandwidth_scale`` x the reals' median pairwise distance) and
-  the mean pairwise distance;
-- *coverage* of the data: coverage (Naeem 2020, k = 5) and recall (Kynkäänniemi 2019, k = 3).
-  Precision (the fakes' fidelity) is measured and stored, never alarmed on.
+- *how much of the data is covered*: coverage (Naeem 2020, k = 5) and recall (Kynkäänniemi
+  2019, k = 3). Their minimum is the *coverage score*: coverage falls first when a generator
+  smears between the modes it has (a 2D grid), recall when whole classes are missing (digits
+  through random features);
+- *are the generated samples on the data at all*: precision (Kynkäänniemi 2019), the fidelity;
+- *how many distinct things are made*: the Vendi score (Friedman & Dieng 2022; RBF kernel of
+  bandwidth ``bandwidth_scale`` x the reals' median pairwise distance).
 
-An evaluation is *collapsed* when both say so: the Vendi ratio and the coverage ratio are at
-most ``threshold``. Requiring both keeps extractors that move with training (the
-discriminator's own features, in which diverse fakes sit apart from the reals and score low
-coverage) from raising collapse on a diverse generator, and keeps a spread-out but
-off-the-data generator (diverse, low coverage) apart from a collapsed one. It is *severe*
-(critical) when the coverage ratio is at most ``critical_threshold``: the generator covers a
-quarter of the data or less.
+The *mode score* is the coverage score times the Vendi ratio (capped at 1): about the share of
+the data's modes the generator reproduces. Each evaluation is judged on the median mode score
+of the last ``smooth`` evaluations (one noisy batch neither raises nor clears an alert).
+An evaluation is *collapsed* when that score is at most ``threshold`` *and* the low score is
+explained by missing modes: either the samples are on the data (precision ratio at least
+``precision_floor``) or they are few distinct things (Vendi ratio at most
+``diversity_threshold``). The guard keeps extractors that move with training apart: in the
+discriminator's own features a strong D separates every fake from every real, so coverage,
+recall and precision all fall to zero however diverse the samples are; such an evaluation
+says nothing about collapse and counts for neither side. A collapse is *severe* (critical) when
+the score is at most ``critical_threshold``: a quarter of the data or less.
 
 Collapse is a state, not an event: ``patience`` collapsed evaluations in a row fire, whatever
 the run did before (a generator collapsed from its first evaluation is flagged like one that
 collapsed later), and the alert resolves only when the absolute evidence recovers: ``patience``
-evaluations in a row with the Vendi or coverage ratio above ``threshold + hysteresis``.
-A warning escalates to critical when the coverage falls that low.
+evaluations in a row with the score above ``threshold + hysteresis``. A warning escalates
+to critical when the score falls that low.
 
-Every generator starts collapsed (an untrained one maps all noise near one point), so nothing is
-judged while the run is still learning: judging starts once at least ``min_evaluations`` were
-made and the coverage ratio has stopped improving (its best over the last ``plateau``
-evaluations is no more than ``plateau_delta`` above its best before), and then stays on.
+Every generator starts collapsed (an untrained one maps all noise near one point), so a low
+score is only held against a generator that has stopped improving: at least
+``min_evaluations`` evaluations were made and the best (median) mode score of the last
+``plateau`` evaluations is no more than ``plateau_delta`` above the best before them. A
+generator still gaining modes is never collapsed, however few it has so far.
 
 Without reals, the generated batch is judged against its own history: Vendi and mean pairwise
 distance below ``threshold`` times their best after ``min_evaluations`` evaluations (at a
@@ -61,7 +68,8 @@ KEY = "mode_collapse"
 #: Metrics of each evaluation that the suite stores as ``stethoscope/collapse/<name>``.
 SIGNALS = (
     "coverage", "recall", "precision", "vendi", "coverage_ratio", "recall_ratio",
-    "precision_ratio", "vendi_ratio", "distance_ratio", "duplicate_rate",
+    "precision_ratio", "vendi_ratio", "coverage_score", "mode_score", "mode_score_median",
+    "distance_ratio", "duplicate_rate",
 )
 
 
@@ -75,19 +83,27 @@ class CollapseDetector(EmbeddingDetector):
     k_recall
         Neighbours for recall and precision (default 3, Kynkäänniemi 2019).
     threshold
-        Ratio at or below which the Vendi and coverage ratios count as collapsed (default 0.6;
-        a generator on half the modes of a mixture scores about 0.5).
+        Mode score at or below which an evaluation can be collapsed (default 0.5; a generator
+        on half the modes of a mixture scores about 0.4).
+    precision_floor
+        Precision ratio from which low coverage is blamed on missing modes (default 0.25; the
+        discriminator's features of a winning D put it near 0).
+    diversity_threshold
+        Vendi ratio at or below which low coverage is blamed on too few distinct samples
+        (default 0.6).
     critical_threshold
-        Coverage ratio at or below which a collapse is critical (default 0.3).
+        Mode score at or below which a collapse is critical (default 0.25).
+    smooth
+        Evaluations whose median mode score is judged (default 3).
     hysteresis
-        How far above ``threshold`` a ratio must climb to count as recovered (default 0.1).
+        How far above ``threshold`` the score must climb to count as recovered (default 0.1).
     patience
         Collapsed evaluations in a row to fire, recovered ones to resolve (default 2).
     min_evaluations
         Evaluations before anything is judged (default 3).
     plateau, plateau_delta
         Judging starts once the best coverage ratio of the last ``plateau`` evaluations is no
-        more than ``plateau_delta`` above the best before them (defaults 3 and 0.05).
+        more than ``plateau_delta`` above the best before them (defaults 4 and 0.05).
     max_samples
         Cap on the size of each of R1, R2 and the generated subsample (default 512).
     vendi_samples
@@ -120,7 +136,7 @@ class CollapseDetector(EmbeddingDetector):
     ...     modes = np.arange(8) if step < 500 else np.array([0])
     ...     fired += det.update(step, {"fake": ring(512, modes), "real": ring(512, np.arange(8))})
     >>> [(f.kind, f.step, f.severity) for f in fired]
-    [('mode_collapse', 600, 'critical')]
+    [('mode_collapse', 700, 'critical')]
     """
 
     family = "collapse"
@@ -129,12 +145,15 @@ class CollapseDetector(EmbeddingDetector):
         self,
         k_coverage: int = 5,
         k_recall: int = 3,
-        threshold: float = 0.6,
-        critical_threshold: float = 0.3,
+        threshold: float = 0.5,
+        precision_floor: float = 0.25,
+        diversity_threshold: float = 0.6,
+        critical_threshold: float = 0.25,
+        smooth: int = 3,
         hysteresis: float = 0.1,
         patience: int = 2,
         min_evaluations: int = 3,
-        plateau: int = 3,
+        plateau: int = 4,
         plateau_delta: float = 0.05,
         max_samples: int = 512,
         vendi_samples: int = 256,
@@ -147,7 +166,10 @@ class CollapseDetector(EmbeddingDetector):
         self.k_coverage = k_coverage
         self.k_recall = k_recall
         self.threshold = threshold
+        self.precision_floor = precision_floor
+        self.diversity_threshold = diversity_threshold
         self.critical_threshold = critical_threshold
+        self.smooth = smooth
         self.hysteresis = hysteresis
         self.patience = patience
         self.min_evaluations = min_evaluations
@@ -162,7 +184,10 @@ class CollapseDetector(EmbeddingDetector):
         check_int("k_coverage", k_coverage, 1, 50)
         check_int("k_recall", k_recall, 1, 50)
         check_float("threshold", threshold, 0.0, 1.0, low_open=True, high_open=True)
+        check_float("precision_floor", precision_floor, 0.0, 1.0)
+        check_float("diversity_threshold", diversity_threshold, 0.0, 1.0, low_open=True)
         check_float("critical_threshold", critical_threshold, 0.0, threshold, low_open=True)
+        check_int("smooth", smooth, 1)
         check_float("hysteresis", hysteresis, 0.0, 1.0)
         check_int("patience", patience, 1)
         check_int("min_evaluations", min_evaluations, 1)
@@ -181,7 +206,8 @@ class CollapseDetector(EmbeddingDetector):
         self._add_state("firing", False)
         self._add_state("severity", "")
         self._add_state("judging", False)
-        self._add_state("progress", [])  # coverage ratio of each evaluation until judging starts
+        self._add_state("scores", [])  # the last `smooth` mode scores
+        self._add_state("progress", [])  # median mode score of every evaluation
         self._add_state("mode", "")  # "real" or "self" for the last evaluation
         self._add_state("spread_max", 0.0)  # largest median pairwise distance of fakes (self)
         self._add_state("best_vendi", 0.0)  # best fake Vendi in self mode
@@ -266,6 +292,8 @@ class CollapseDetector(EmbeddingDetector):
         }
         for key in ("coverage", "recall", "precision", "vendi"):
             m[f"{key}_ratio"] = ratio(m[key], m[f"{key}_ref"])
+        m["coverage_score"] = float(np.nanmin([m["coverage_ratio"], m["recall_ratio"]]))
+        m["mode_score"] = m["coverage_score"] * min(1.0, m["vendi_ratio"])
         return m
 
     def _self_metrics(self, fake: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
@@ -309,7 +337,7 @@ class CollapseDetector(EmbeddingDetector):
         m["judged"] = 1.0 if self.judging else 0.0
         self.last_metrics = m
         severity = "critical" if (self.mode == "real" and
-                                  m["coverage_ratio"] <= self.critical_threshold) else "warning"
+                                  m["mode_score_median"] <= self.critical_threshold) else "warning"
         if collapsed:
             self.collapsed_run += 1
             self.healthy_run = 0
@@ -334,19 +362,23 @@ class CollapseDetector(EmbeddingDetector):
         return []
 
     def _judge_real(self, m: dict[str, Any]) -> tuple[bool, bool]:
-        cov, div = m["coverage_ratio"], m["vendi_ratio"]
-        if not self.judging:
-            self.progress = (self.progress + [cov if math.isfinite(cov) else 0.0])
-            p = self.progress
-            if len(p) >= max(self.min_evaluations, self.plateau + 1):
-                before, recent = max(p[: -self.plateau]), max(p[-self.plateau:])
-                self.judging = recent <= before + self.plateau_delta
-            if not self.judging:
-                return False, False
-            self.progress = []
-        low = self.threshold
-        collapsed = div <= low and cov <= low
-        recovered = div > low + self.hysteresis or cov > low + self.hysteresis
+        raw = m["mode_score"]
+        self.scores = (self.scores + [raw if math.isfinite(raw) else 0.0])[-self.smooth:]
+        score = m["mode_score_median"] = float(np.median(self.scores))
+        self.progress = self.progress + [score]
+        p = self.progress
+        improving = True
+        if len(p) >= max(self.min_evaluations, self.plateau + 1):
+            before, recent = max(p[: -self.plateau]), max(p[-self.plateau:])
+            improving = recent > before + self.plateau_delta
+        self.judging = not improving
+        m["improving"] = 1.0 if improving else 0.0
+        recovered = score > self.threshold + self.hysteresis
+        if improving:
+            return False, recovered
+        on_data = m["precision_ratio"] >= self.precision_floor
+        few = m["vendi_ratio"] <= self.diversity_threshold
+        collapsed = score <= self.threshold and (on_data or few)
         return collapsed, recovered
 
     def _judge_self(self, m: dict[str, Any]) -> tuple[bool, bool]:
@@ -371,16 +403,20 @@ class CollapseDetector(EmbeddingDetector):
         if m.get("reference_is_real"):
             quarter = (" It covers a quarter of the data or less: the run is lost as it stands."
                        if severity == "critical" else "")
+            why = ("they lie on the data (precision " + fmt(m["precision_ratio"]) + "x the "
+                   "reals')" if m["precision_ratio"] >= self.precision_floor else
+                   "they are few distinct things (Vendi " + fmt(m["vendi_ratio"]) + "x the "
+                   "reals')")
             msg = (
-                f"Mode collapse: the generated samples are both less diverse than real ones and "
-                f"cover far less of the data, for {max(self.collapsed_run, 1)} evaluations in a "
-                f"row (step {step}). Vendi {fmt(m['vendi'])} vs {fmt(m['vendi_ref'])} effective "
-                f"samples for real-vs-real (ratio {fmt(m['vendi_ratio'])}), coverage "
-                f"{fmt(m['coverage'])} vs {fmt(m['coverage_ref'])} (ratio "
-                f"{fmt(m['coverage_ratio'])}), recall {fmt(m['recall'])} vs "
-                f"{fmt(m['recall_ref'])}, at n = {int(m['samples'])}; threshold "
-                f"{fmt(self.threshold)}x the reference.{quarter} The generator produces a few "
-                f"kinds of output and misses the rest."
+                f"Mode collapse: the generated samples cover far less of the data than real "
+                f"samples do, and {why}, for {max(self.collapsed_run, 1)} evaluations in a row "
+                f"(step {step}). Coverage {fmt(m['coverage'])} vs {fmt(m['coverage_ref'])} for "
+                f"real-vs-real (ratio {fmt(m['coverage_ratio'])}), recall {fmt(m['recall'])} vs "
+                f"{fmt(m['recall_ref'])} (ratio {fmt(m['recall_ratio'])}), Vendi "
+                f"{fmt(m['vendi'])} vs {fmt(m['vendi_ref'])} effective samples; mode score "
+                f"{fmt(m['mode_score_median'])} (median of the last {len(self.scores)}) at n = "
+                f"{int(m['samples'])}, threshold {fmt(self.threshold)}.{quarter} "
+                f"The generator produces some kinds of output and misses the rest."
             )
         else:
             msg = (
@@ -410,7 +446,7 @@ class CollapseDetector(EmbeddingDetector):
         if self.firing:
             return DetectorStatus(self.name, "alarm", f"{self.severity} mode collapse{note}")
         ratios = ", ".join(f"{name} {fmt(m[key])}x" for key, name in (
-            ("vendi_ratio", "Vendi"), ("coverage_ratio", "coverage"))
-            if math.isfinite(m.get(key, math.nan)))
+            ("mode_score_median", "mode score"), ("precision_ratio", "precision"),
+            ("vendi_ratio", "Vendi")) if math.isfinite(m.get(key, math.nan)))
         return DetectorStatus(self.name, "ok", f"{self.evaluations} evaluations"
                               + (f"; {ratios} the reference" if ratios else "") + note)

@@ -13,9 +13,11 @@ that recovers after vanishing is not mistaken for an explosion.
 "Stays" means for ``vanish_patience`` / ``explode_patience`` observations in a row. Layer order
 is the order in which parameter names first appear; the first/last ratio skips biases.
 
-Exactly zero is different from small. A layer whose gradient is exactly 0 learns nothing,
+Exactly zero is different from small. A weight whose gradient is exactly 0 learns nothing,
 whatever its history (a dead ReLU layer, a saturated sigmoid in float32), so it counts as
-vanishing from its first observation, without warm-up. When every layer of the module is
+vanishing from its first observation, without warm-up. Biases are never judged alone: their
+gradient is legitimately zero in healthy networks (before a batch norm; a discriminator's
+output bias under a hinge loss). When every layer of the module is
 exactly 0 for ``zero_patience`` observations the module has stopped learning altogether: a
 critical finding of kind ``stalled`` (key ``stalled/gradients:<module>``), with no warm-up either
 (a DCGAN whose D saturated at step 1 has zero gradients from then on).
@@ -152,6 +154,10 @@ class GradientDetector(ScalarDetector):
         mat[~np.isfinite(mat)] = np.nan  # non-finite norms belong to the NaN detector
         peak = self._references(names, mat)
         is_layer = np.array([n != TOTAL for n in names])
+        # biases are not judged alone: theirs is legitimately zero in healthy networks (a bias
+        # before batch norm; D's output bias under a hinge loss whenever both margins are
+        # violated equally), and a weight of the same layer tells whether the layer learns
+        weights = is_layer & np.array([not n.endswith("bias") for n in names])
         with np.errstate(invalid="ignore", divide="ignore"):
             exact_zero = is_layer[None, :] & (mat == 0)
             present = is_layer[None, :] & ~np.isnan(mat)
@@ -159,7 +165,7 @@ class GradientDetector(ScalarDetector):
             # the floor only for layers that once had gradients above it: a layer that never
             # did is structurally silent (e.g. a bias followed by batch norm), not vanishing;
             # exactly 0 is never structural, and a whole module at 0 is reported as stalled
-            low = is_layer[None, :] & ((mat < self.vanish_ratio * peak) | (
+            low = weights[None, :] & ((mat < self.vanish_ratio * peak) | (
                 (mat < self.floor) & (peak >= self.floor)) | exact_zero) & ~all_zero[:, None]
             high = mat > self.explode_ratio * peak
             fl = self._first_last(names, mat, ~np.isnan(peak))

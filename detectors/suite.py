@@ -241,9 +241,12 @@ class DetectorSuite:
         if "collapse" in measured:
             found += self._collapse.update(step, embeddings, measured["collapse"])
         if "rank" in measured:
-            # point collapse implies rank collapse: say it once, as mode collapse
+            # point collapse implies rank collapse: say it once, as mode collapse (also while
+            # the collapse detector's smoothed score is still catching up with a low batch)
+            point = self._collapse.firing or self._collapse.last_metrics.get(
+                "mode_score", 1.0) <= self._collapse.threshold
             found += [f for f in self._rank.update(step, embeddings, measured["rank"])
-                      if not (f.status == "firing" and self._collapse.firing)]
+                      if not (f.status == "firing" and point)]
         metrics = {**self._collapse.last_metrics, **self._rank.last_metrics}
         for key in COLLAPSE_SIGNALS:
             value = metrics.get(key)

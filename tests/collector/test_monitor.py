@@ -197,6 +197,19 @@ def test_stop_on_raises_stop_training_once_on_the_next_log(make_monitor, fake) -
     assert fake.series("loss")[0] == [0, 1, 3]
 
 
+def test_an_alert_that_fired_and_resolved_between_flushes_still_stops_and_notifies(
+        make_monitor, fake) -> None:
+    seen = []
+    mon = make_monitor(stop_on="critical", on_alert=seen.append)
+    fake.alerts.append(alert(1, severity="critical", status="resolved", resolved_step=53))
+    mon.log(0, loss=1.0)
+    wait_for(lambda: mon.should_stop, what="stop request")
+    assert [(a.status, a.severity, a.resolved_step) for a in seen] == [
+        ("resolved", "critical", 53)]
+    with pytest.raises(StopTraining):
+        mon.log(1, loss=1.0)
+
+
 def test_stop_on_warning(make_monitor, fake) -> None:
     mon = make_monitor(stop_on="warning")
     fake.alerts.append(alert(1, severity="warning"))

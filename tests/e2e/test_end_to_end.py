@@ -113,6 +113,36 @@ def test_injected_nan_alert_reaches_on_alert_and_stops_cleanly(live_server: Live
     assert mon.should_stop and any(a.key == "divergence/nonfinite" for a in mon.alerts)
 
 
+def test_a_nan_that_recovers_inside_one_flush_still_reaches_the_training(
+        live_server: LiveServer) -> None:
+    """One NaN loss followed by 60 finite values, all in one 1 s flush: the alert fires and
+    resolves inside the batch, and still reaches on_alert and stop_on."""
+    from stethoscope.collector import Monitor, StopTraining
+
+    received = []
+    mon = Monitor(run="blip", server=live_server.url, on_alert=received.append,
+                  stop_on="critical", flush_interval=1.0)
+    with pytest.raises(StopTraining) as info:
+        for step in range(100):
+            mon.log(step, loss=math.nan if step == 20 else 1.0 + 0.01 * (step % 5))
+        mon.flush()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            mon.log(step, loss=1.0)  # raises once the alert came back
+            step += 1
+            time.sleep(0.05)
+    mon.close()
+    assert (info.value.alert.status, info.value.alert.severity) == ("resolved", "critical")
+    assert [(a.key, a.first_step, a.status, a.resolved_step) for a in received] == [
+        ("divergence/nonfinite", 20, "resolved", 70)]
+    with live_server.client() as http:
+        metrics = http.get("/metrics").text
+        history = http.get("/api/v1/runs/blip/alerts/history").json()
+    assert 'stethoscope_alert_episodes{kind="divergence",run="blip",severity="critical"} 1.0' \
+        in metrics
+    assert [e["event"] for e in history] == ["fired", "resolved"]
+
+
 def test_retried_batch_after_lost_response_is_not_duplicated(live_server: LiveServer) -> None:
     from stethoscope.collector import Monitor
 

@@ -22,10 +22,13 @@ of the last ``smooth`` evaluations (one noisy batch neither raises nor clears an
 An evaluation is *collapsed* when that score is at most ``threshold`` *and* the low score is
 explained by missing modes: either the samples are on the data (precision ratio at least
 ``precision_floor``) or they are few distinct things (Vendi ratio at most
-``diversity_threshold``). The guard keeps extractors that move with training apart: in the
-discriminator's own features a strong D separates every fake from every real, so coverage,
-recall and precision all fall to zero however diverse the samples are; such an evaluation
-says nothing about collapse and counts for neither side. A collapse is *severe* (critical) when
+``diversity_threshold``), or they miss the data altogether (precision ratio and coverage score
+both at most ``off_data_level`` for ``off_data_patience`` evaluations in a row: a generator
+that never learned). The guard keeps extractors
+that move with training apart: in the features of a discriminator that is winning, the fakes
+sit apart from the reals, so coverage, recall and precision fall however diverse the samples
+are; an evaluation with some precision left but not enough, and many distinct samples, says
+nothing about collapse and counts for neither side. A collapse is *severe* (critical) when
 the score is at most ``critical_threshold``: a quarter of the data or less.
 
 Collapse is a state, not an event: ``patience`` collapsed evaluations in a row fire, whatever
@@ -91,6 +94,12 @@ class CollapseDetector(EmbeddingDetector):
     diversity_threshold
         Vendi ratio at or below which low coverage is blamed on too few distinct samples
         (default 0.6).
+    off_data_level
+        Precision and coverage score both at or below it: the samples miss the data altogether
+        (a generator that never learned, or a dead one), also a collapse (default 0.1).
+    off_data_patience
+        Evaluations in a row off the data before that counts (default 8): every generator
+        starts off the data, and healthy ones can take a few hundred steps to reach it.
     critical_threshold
         Mode score at or below which a collapse is critical (default 0.25).
     smooth
@@ -148,6 +157,8 @@ class CollapseDetector(EmbeddingDetector):
         threshold: float = 0.5,
         precision_floor: float = 0.25,
         diversity_threshold: float = 0.6,
+        off_data_level: float = 0.1,
+        off_data_patience: int = 8,
         critical_threshold: float = 0.25,
         smooth: int = 3,
         hysteresis: float = 0.1,
@@ -168,6 +179,8 @@ class CollapseDetector(EmbeddingDetector):
         self.threshold = threshold
         self.precision_floor = precision_floor
         self.diversity_threshold = diversity_threshold
+        self.off_data_level = off_data_level
+        self.off_data_patience = off_data_patience
         self.critical_threshold = critical_threshold
         self.smooth = smooth
         self.hysteresis = hysteresis
@@ -186,6 +199,8 @@ class CollapseDetector(EmbeddingDetector):
         check_float("threshold", threshold, 0.0, 1.0, low_open=True, high_open=True)
         check_float("precision_floor", precision_floor, 0.0, 1.0)
         check_float("diversity_threshold", diversity_threshold, 0.0, 1.0, low_open=True)
+        check_float("off_data_level", off_data_level, 0.0, 1.0)
+        check_int("off_data_patience", off_data_patience, 1)
         check_float("critical_threshold", critical_threshold, 0.0, threshold, low_open=True)
         check_int("smooth", smooth, 1)
         check_float("hysteresis", hysteresis, 0.0, 1.0)
@@ -207,6 +222,7 @@ class CollapseDetector(EmbeddingDetector):
         self._add_state("severity", "")
         self._add_state("judging", False)
         self._add_state("scores", [])  # the last `smooth` mode scores
+        self._add_state("off_run", 0)  # evaluations in a row off the data
         self._add_state("progress", [])  # median mode score of every evaluation
         self._add_state("mode", "")  # "real" or "self" for the last evaluation
         self._add_state("spread_max", 0.0)  # largest median pairwise distance of fakes (self)
@@ -363,6 +379,7 @@ class CollapseDetector(EmbeddingDetector):
 
     def _judge_real(self, m: dict[str, Any]) -> tuple[bool, bool]:
         raw = m["mode_score"]
+        self.off_run = self.off_run + 1 if self._off_data(m) else 0
         self.scores = (self.scores + [raw if math.isfinite(raw) else 0.0])[-self.smooth:]
         score = m["mode_score_median"] = float(np.median(self.scores))
         self.progress = self.progress + [score]
@@ -378,8 +395,14 @@ class CollapseDetector(EmbeddingDetector):
             return False, recovered
         on_data = m["precision_ratio"] >= self.precision_floor
         few = m["vendi_ratio"] <= self.diversity_threshold
-        collapsed = score <= self.threshold and (on_data or few)
+        off = self.off_run >= self.off_data_patience
+        collapsed = score <= self.threshold and (on_data or few or off)
         return collapsed, recovered
+
+    def _off_data(self, m: dict[str, Any]) -> bool:
+        """The samples miss the data altogether: next to no coverage and no precision."""
+        return (m["precision_ratio"] <= self.off_data_level
+                and m["coverage_score"] <= self.off_data_level)
 
     def _judge_self(self, m: dict[str, Any]) -> tuple[bool, bool]:
         tracking = self.evaluations >= self.min_evaluations
@@ -403,10 +426,16 @@ class CollapseDetector(EmbeddingDetector):
         if m.get("reference_is_real"):
             quarter = (" It covers a quarter of the data or less: the run is lost as it stands."
                        if severity == "critical" else "")
-            why = ("they lie on the data (precision " + fmt(m["precision_ratio"]) + "x the "
-                   "reals')" if m["precision_ratio"] >= self.precision_floor else
-                   "they are few distinct things (Vendi " + fmt(m["vendi_ratio"]) + "x the "
-                   "reals')")
+            if self._off_data(m):
+                why = ("they miss the data altogether (precision " + fmt(m["precision_ratio"])
+                       + "x the reals': the generator has not learned the data, or, with the "
+                       "discriminator's own features, D sets every fake apart from every real)")
+            elif m["precision_ratio"] >= self.precision_floor:
+                why = ("they lie on the data (precision " + fmt(m["precision_ratio"])
+                       + "x the reals')")
+            else:
+                why = ("they are few distinct things (Vendi " + fmt(m["vendi_ratio"])
+                       + "x the reals')")
             msg = (
                 f"Mode collapse: the generated samples cover far less of the data than real "
                 f"samples do, and {why}, for {max(self.collapsed_run, 1)} evaluations in a row "

@@ -4,8 +4,7 @@ Fed the per-parameter gradient norms of one module (series ``grad_norm/<module>/
 ``grad_norm/<module>/total``). Every ``warmup`` observations, each layer's block median is
 recorded. A layer vanishes when its norm stays below ``vanish_ratio`` times its healthy level
 (the largest block median so far), or below the absolute ``floor`` (a last resort, only for
-layers whose level was once above it: a layer that never had gradients above the floor, such as a
-bias followed by batch norm, is structurally silent, not vanishing), or when the first-to-last layer norm ratio stays below
+weights; a bias can be structurally silent, e.g. before batch norm), or when the first-to-last layer norm ratio stays below
 ``first_last_ratio``. A layer (or the module total) explodes when its norm stays above
 ``explode_ratio`` times that same healthy level: the level follows slow growth (GAN layers'
 gradients often grow 100x over the first thousand steps) but not a sudden jump, and a layer
@@ -162,11 +161,10 @@ class GradientDetector(ScalarDetector):
             exact_zero = is_layer[None, :] & (mat == 0)
             present = is_layer[None, :] & ~np.isnan(mat)
             all_zero = present.any(axis=1) & ~(present & ~exact_zero).any(axis=1)
-            # the floor only for layers that once had gradients above it: a layer that never
-            # did is structurally silent (e.g. a bias followed by batch norm), not vanishing;
-            # exactly 0 is never structural, and a whole module at 0 is reported as stalled
-            low = weights[None, :] & ((mat < self.vanish_ratio * peak) | (
-                (mat < self.floor) & (peak >= self.floor)) | exact_zero) & ~all_zero[:, None]
+            # weights only: a bias can be structurally silent (before batch norm), a weight
+            # below the floor or at exactly 0 learns nothing; a whole module at 0 is stalled
+            low = weights[None, :] & ((mat < self.vanish_ratio * peak) | (mat < self.floor)
+                                      | exact_zero) & ~all_zero[:, None]
             high = mat > self.explode_ratio * peak
             fl = self._first_last(names, mat, ~np.isnan(peak))
         low_runs = run_lengths(low, np.array([self.low_runs.get(n, 0) for n in names]))

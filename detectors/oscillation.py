@@ -6,10 +6,10 @@ whose swing exceeds ``growth`` times the median of the previous ``baseline_windo
 "elevated". A finding fires once ``patience`` windows in a row are elevated *and* the swing is
 still growing: the latest is at least ``growth`` times the first of the elevated run. The
 second condition tells growing oscillation from a one-off step up in noise level, which GAN losses
-show when the generator starts to learn (heuristic, see DESIGN.md). GAN losses swing harder for
-a while in healthy runs too (a generator learning new modes), so the finding is ``info`` at
-first and becomes a ``warning`` only when the oscillation keeps growing for ``sustain``
-windows in a row.
+show when the generator starts to learn (heuristic, see DESIGN.md). The finding is ``info``: a
+marker on the chart, never an alert that asks for action. Measured on the corpus' tuning split:
+healthy GANs on the 5x5 grid grow their G loss's swing 5x over 800 steps while they learn new
+modes, and every one raised this finding; no failing run needed it to be caught.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = ["OscillationDetector"]
 
 
 class OscillationDetector(SeriesDetector):
-    """Warns when a loss oscillates more and more (GAN non-convergence).
+    """Marks where a loss oscillates more and more (GAN non-convergence, or a GAN learning).
 
     Parameters
     ----------
@@ -40,8 +40,6 @@ class OscillationDetector(SeriesDetector):
     patience
         Elevated windows in a row to fire (with the swing still growing), and healthy windows
         in a row to resolve (default 3).
-    sustain
-        Elevated windows in a row, the swing still growing, that make it a warning (default 8).
     baseline_windows
         Previous windows whose median swing is the baseline (default 20).
     min_windows
@@ -56,9 +54,8 @@ class OscillationDetector(SeriesDetector):
     >>> amp = np.where(t < 1000, 0.05, 0.05 * 1.004 ** (t - 1000))
     >>> loss = 1.0 + amp * rng.standard_normal(2000)
     >>> found = OscillationDetector("loss_G").update({"loss_G": (t, loss)})
-    >>> [(f.key, f.step, f.severity) for f in found]  # doctest: +NORMALIZE_WHITESPACE
-    [('divergence/oscillation:loss_G', 1499, 'info'),
-     ('divergence/oscillation:loss_G', 1999, 'warning')]
+    >>> [(f.key, f.step, f.severity) for f in found]
+    [('divergence/oscillation:loss_G', 1499, 'info')]
     """
 
     family = "oscillation"
@@ -71,7 +68,6 @@ class OscillationDetector(SeriesDetector):
         patience: int = 3,
         baseline_windows: int = 20,
         min_windows: int = 10,
-        sustain: int = 8,
     ) -> None:
         super().__init__()
         self.series = series
@@ -80,8 +76,6 @@ class OscillationDetector(SeriesDetector):
         self.patience = patience
         self.baseline_windows = baseline_windows
         self.min_windows = min_windows
-        self.sustain = sustain
-        check_int("sustain", sustain, 1)
         if not isinstance(series, str) or not series:
             raise ValueError(f"series must be a non-empty string, got {series!r}")
         check_int("window", window, 3)
@@ -97,7 +91,6 @@ class OscillationDetector(SeriesDetector):
         self._add_state("run_start_swing", 0.0)
         self._add_state("healthy_run", 0)
         self._add_state("firing", False)
-        self._add_state("severity", "")
 
     @property
     def key(self) -> str:
@@ -142,32 +135,27 @@ class OscillationDetector(SeriesDetector):
             self.healthy_run += 1
             self.elevated_run = 0
         growing = swing >= self.growth * self.run_start_swing
-        severity = "warning" if self.elevated_run >= self.sustain else "info"
-        if self.elevated_run >= self.patience and growing and (
-                not self.firing or (severity == "warning" and self.severity == "info")):
-            self.firing, self.severity = True, severity
-            lasting = (" It has kept growing for that long: the GAN is not converging."
-                       if severity == "warning" else
-                       " Healthy GANs swing harder for a while too: drawn on the chart, an "
-                       "alert only if it keeps growing.")
+        if not self.firing and self.elevated_run >= self.patience and growing:
+            self.firing = True
             msg = (
                 f"{self.series} oscillates more and more: the standard deviation of its step-to-"
                 f"step changes is {fmt(swing)} in the window ending at step {step}, "
                 f"{fmt(swing / base)}x the median of the previous windows ({fmt(base)}), for "
                 f"{self.elevated_run} windows of {self.window} steps in a row, and still "
-                f"growing ({fmt(swing / self.run_start_swing)}x since the first).{lasting}"
+                f"growing ({fmt(swing / self.run_start_swing)}x since the first). Growing "
+                f"oscillation can mean a GAN that does not converge; healthy GANs also swing "
+                f"harder for a while as they learn new modes, so this is a marker, not an alert."
             )
             ev = {"swing": swing, "baseline": base, "ratio": swing / base,
                   "growth_in_run": swing / self.run_start_swing,
                   "windows": float(self.elevated_run)}
-            return self._finding("divergence", self.key, severity, "firing", step, msg, ev,
+            return self._finding("divergence", self.key, "info", "firing", step, msg, ev,
                                  remedies.OSCILLATION, self.series)
         if self.firing and self.healthy_run >= self.patience:
             self.firing = False
-            sev, self.severity = self.severity or "info", ""
             msg = (f"{self.series} oscillations back within {fmt(self.growth)}x of the baseline "
                    f"for {self.healthy_run} windows (step {step}).")
-            return self._finding("divergence", self.key, sev, "resolved", step, msg,
+            return self._finding("divergence", self.key, "info", "resolved", step, msg,
                                  {"swing": swing, "baseline": base}, (), self.series)
         return None
 

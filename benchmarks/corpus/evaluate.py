@@ -47,8 +47,8 @@ DELAY = 500
 
 
 def load_metas(directory: Path) -> list[dict[str, Any]]:
-    """Every complete run in the cache (its JSON is written last)."""
-    return [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
+    """Every complete run in the cache (its JSON, ``<config>-s<seed>.json``, is written last)."""
+    return [json.loads(p.read_text()) for p in sorted(directory.glob("*-s[0-9]*.json"))]
 
 
 def replay(run: RecordedRun, extractor: str | None, batch: int = 25) -> dict[str, Any]:

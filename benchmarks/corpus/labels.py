@@ -2,8 +2,9 @@
 
 Labels and what a detector must do about them:
 
-- ``healthy``: a GAN ending with at least 3/4 of the modes (digit classes) and a discriminator
-  that has not won; any other family's healthy twin. No warning or critical alert allowed.
+- ``healthy``: a GAN ending with at least 3/4 of the modes (digit classes), more than half of
+  them at every evaluation of the last quarter of the run, and a discriminator that has not
+  won; any other family's healthy twin. No warning or critical alert allowed.
 - ``collapse``: a GAN ending with half of the modes or fewer (at the last three evaluations),
   or an encoder whose effective rank fell to half its peak or less. ``partial`` when more than a
   quarter of the modes remain, ``full`` otherwise (then the collapse must be critical). The
@@ -19,8 +20,9 @@ Labels and what a detector must do about them:
 - ``dwins``: D's held-out accuracy at least 0.9 at each of the last five evaluations.
 - ``diverge``: a non-finite loss (onset: the first one) or a held-out loss blow-up.
 - ``vanishing``: the deep sigmoid MLP whose first layer barely moved.
-- ``degraded`` (a GAN between half and 3/4 of the modes) and ``unclear``: replayed and
-  reported, not scored.
+- ``degraded`` (a GAN between half and 3/4 of the modes), ``unstable`` (a GAN that ends with
+  most of its modes but falls to half or fewer at some evaluation of its last quarter: mode
+  hopping) and ``unclear``: replayed and reported, not scored.
 """
 
 from __future__ import annotations
@@ -100,6 +102,9 @@ def _gan_state(gt: Mapping[str, Any]) -> tuple[str, str]:
     if len(acc) >= 5 and min(acc[-5:]) >= 0.9:
         return "dwins", "D's held-out accuracy >= 0.9"
     if final >= 0.75 * k:
+        last_quarter = modes[len(modes) - max(1, len(modes) // 4):]
+        if min(last_quarter) <= k / 2:
+            return "unstable", f"falls to {min(last_quarter)} of {k} modes late in the run"
         return "healthy", ""
     return "degraded", f"{final} of {k} modes"
 

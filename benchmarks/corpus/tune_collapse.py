@@ -25,7 +25,7 @@ from stethoscope.detectors import CollapseDetector
 _KEYS = ("coverage", "coverage_ref", "recall", "recall_ref", "precision", "precision_ref",
          "vendi", "vendi_ref", "coverage_ratio", "recall_ratio", "precision_ratio", "vendi_ratio",
          "coverage_score", "distance_ratio", "duplicate_rate", "duplicate_rate_ref", "samples",
-         "bandwidth", "reference_is_real")
+         "bandwidth", "reference_is_real", "mean_distance", "spread")
 
 
 def simulate(rows: list[dict[str, Any]], params: dict[str, Any],
@@ -42,6 +42,8 @@ def simulate(rows: list[dict[str, Any]], params: dict[str, Any],
         critical = False
         for r in sorted(rs, key=lambda r: r["step"]):
             m = {k: r[k] for k in _KEYS if k in r}
+            if "reference_is_real" not in m:  # the detector skipped it (too few finite rows)
+                continue
             if "coverage_ratio" in m:
                 m["coverage_score"] = min(m["coverage_ratio"], m["recall_ratio"])
                 m["mode_score"] = m["coverage_score"] * min(1.0, m["vendi_ratio"])

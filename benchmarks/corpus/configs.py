@@ -102,6 +102,8 @@ CONFIGS: list[Config] = [
     _dc("dc_lrjump", "tune", "collapse after learning", switch_step=1500, lr_g_after=2e-2),
     _dc("dc_dead_g", "tune", "dead generator", dead_g=True, steps=1500),
     _dc("dc_sat", "tune", "saturating loss", loss="sat"),
+    _dc("dc_bce_clamp_hard", "tune", "D saturates (clamped BCE)", loss="bce_sigmoid",
+        switch_step=500, lr_d_after=0.5),
     _dc("dc_hinge_sn_slow", "test", "healthy, lower learning rate",
         **{**_HINGE, "lr_g": 2e-4, "lr_d": 2e-4}),
     _dc("dc_bce_sigmoid", "test", "the classic example's sigmoid + BCELoss", loss="bce_sigmoid"),

@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from benchmarks.corpus.digits_data import clf_features, digits16, judge, random_conv
+from benchmarks.corpus.losses import d_loss, g_loss
 
 __all__ = ["DcganConfig", "train"]
 
@@ -110,29 +110,9 @@ def train(cfg: DcganConfig, seed: int, rec: Any) -> dict[str, Any]:
     rec.watch(G, "G")
     rec.watch(D, "D")
     b = cfg.batch_size
-    ones, zeros = torch.ones(b, 1), torch.zeros(b, 1)
     eval_z = torch.randn(EVAL_SAMPLES, cfg.z_dim, generator=gen)
     sigmoid_out = cfg.loss in ("ns", "sat", "bce_sigmoid")
     prob = (lambda t: t) if cfg.loss == "bce_sigmoid" else torch.sigmoid
-
-    def d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-        if cfg.loss in ("ns", "sat"):
-            return (F.binary_cross_entropy_with_logits(d_real, ones)
-                    + F.binary_cross_entropy_with_logits(d_fake, zeros))
-        if cfg.loss == "bce_sigmoid":
-            return F.binary_cross_entropy(d_real, ones) + F.binary_cross_entropy(d_fake, zeros)
-        if cfg.loss == "hinge":
-            return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
-        return d_fake.mean() - d_real.mean()
-
-    def g_loss(d_fake: torch.Tensor) -> torch.Tensor:
-        if cfg.loss == "ns":
-            return F.binary_cross_entropy_with_logits(d_fake, ones)
-        if cfg.loss == "sat":
-            return -F.softplus(d_fake).mean()
-        if cfg.loss == "bce_sigmoid":
-            return F.binary_cross_entropy(d_fake, ones)
-        return -d_fake.mean()
 
     gt: dict[str, Any] = {"eval_steps": [], "modes": [], "high_quality": [], "class_counts": [],
                           "d_heldout_accuracy": [], "g_weight_change": []}
@@ -152,7 +132,7 @@ def train(cfg: DcganConfig, seed: int, rec: Any) -> dict[str, Any]:
             with torch.no_grad():
                 fake = G(torch.randn(b, cfg.z_dim, generator=gen))
             d_real, d_fake = D(real), D(fake)
-            loss_d = d_loss(d_real, d_fake)
+            loss_d = d_loss(cfg.loss, d_real, d_fake)
             if cfg.loss == "wgan_gp":
                 alpha = torch.rand(b, 1, 1, 1, generator=gen)
                 mid = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
@@ -162,7 +142,7 @@ def train(cfg: DcganConfig, seed: int, rec: Any) -> dict[str, Any]:
             loss_d.backward()
             opt_d.step()
         D.requires_grad_(False)
-        loss_g = g_loss(D(G(torch.randn(b, cfg.z_dim, generator=gen))))
+        loss_g = g_loss(cfg.loss, D(G(torch.randn(b, cfg.z_dim, generator=gen))))
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from benchmarks.corpus.losses import LOSSES, d_loss, g_loss
 from stethoscope.collector.examples.mixtures import (
     EVAL_SAMPLES,
     make_grid25,
@@ -42,7 +43,6 @@ from stethoscope.collector.examples.mixtures import (
 
 __all__ = ["Gan2dConfig", "train", "LOSSES"]
 
-LOSSES = ("ns", "sat", "bce_sigmoid", "wgan_clip", "wgan_gp", "hinge")
 EMBED_N = 512
 
 
@@ -160,7 +160,6 @@ def train(cfg: Gan2dConfig, seed: int, rec: Any) -> dict[str, Any]:
     extractor = random_extractor()
     eval_z = torch.randn(EVAL_SAMPLES, cfg.z_dim, generator=gen)
     b = cfg.batch_size
-    ones, zeros = torch.ones(b // pack, 1), torch.zeros(b // pack, 1)
     sigmoid_out = cfg.loss in ("ns", "sat", "bce_sigmoid")
 
     def packed(x: torch.Tensor) -> torch.Tensor:
@@ -170,25 +169,6 @@ def train(cfg: Gan2dConfig, seed: int, rec: Any) -> dict[str, Any]:
         first = D[0]
         h = F.linear(x, first.weight[:, :2], first.bias)  # one sample in the first pack slot
         return D[1:head](h)
-
-    def d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-        if cfg.loss in ("ns", "sat"):
-            return (F.binary_cross_entropy_with_logits(d_real, ones)
-                    + F.binary_cross_entropy_with_logits(d_fake, zeros))
-        if cfg.loss == "bce_sigmoid":
-            return F.binary_cross_entropy(d_real, ones) + F.binary_cross_entropy(d_fake, zeros)
-        if cfg.loss == "hinge":
-            return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
-        return d_fake.mean() - d_real.mean()
-
-    def g_loss(d_fake: torch.Tensor) -> torch.Tensor:
-        if cfg.loss == "ns":
-            return F.binary_cross_entropy_with_logits(d_fake, ones)
-        if cfg.loss == "sat":
-            return -F.softplus(d_fake).mean()  # log(1 - D(G(z))), minimised
-        if cfg.loss == "bce_sigmoid":
-            return F.binary_cross_entropy(d_fake, ones)
-        return -d_fake.mean()
 
     def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
         for group in opt.param_groups:
@@ -215,7 +195,7 @@ def train(cfg: Gan2dConfig, seed: int, rec: Any) -> dict[str, Any]:
             with torch.no_grad():
                 fake = cfg.g_out_scale * G(torch.randn(b, cfg.z_dim, generator=gen))
             d_real, d_fake = D(packed(real)), D(packed(fake))
-            loss_d = d_loss(d_real, d_fake)
+            loss_d = d_loss(cfg.loss, d_real, d_fake)
             if cfg.loss == "wgan_gp":
                 alpha = torch.rand(b // pack, 1, generator=gen)
                 mid = (alpha * packed(real) + (1 - alpha) * packed(fake)).requires_grad_(True)
@@ -230,7 +210,7 @@ def train(cfg: Gan2dConfig, seed: int, rec: Any) -> dict[str, Any]:
                         p.clamp_(-cfg.clip, cfg.clip)
         D.requires_grad_(False)
         fake = cfg.g_out_scale * G(torch.randn(b, cfg.z_dim, generator=gen))
-        loss_g = g_loss(D(packed(fake)))
+        loss_g = g_loss(cfg.loss, D(packed(fake)))
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()

@@ -245,7 +245,7 @@ def test_embedding_evaluations_run_off_the_request_path(live_server: LiveServer)
         assert coverage["steps"] == list(range(0, 1000, 100))
         assert min(coverage["values"][:5]) > 0.8 and max(coverage["values"][5:]) < 0.3
         alerts = http.get("/api/v1/runs/emb/alerts").json()
-        assert [a["kind"] for a in alerts] == ["mode_collapse"] and alerts[0]["first_step"] == 600
+        assert [a["kind"] for a in alerts] == ["mode_collapse"] and alerts[0]["first_step"] == 700
         assert record["health"]["state"] in ("warning", "critical")
         # the alert reaches the collector on its next batch
         again = http.post("/api/v1/runs/emb/batches", json=batch({})).json()

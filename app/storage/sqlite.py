@@ -40,6 +40,27 @@ from .base import (
 
 SCHEMA_VERSION = 2
 
+#: What schema 2 added beside columns: batch-sequence indexes and the alerts' history.
+_SCHEMA_2_TABLES = """
+CREATE INDEX chunks_by_batch ON chunks (batch_seq, series_id);
+CREATE INDEX batches_by_seq ON batches (run_id, seq);
+CREATE INDEX embeddings_by_batch ON embeddings (run_id, batch_seq);
+CREATE INDEX alerts_by_run_key ON alerts (run_id, key, id);
+CREATE TABLE alert_events (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL REFERENCES alerts(id),
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX alert_events_by_run ON alert_events (run_id, alert_id, id);
+"""
+
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE runs (
@@ -79,7 +100,6 @@ CREATE TABLE chunks (
     batch_seq INTEGER
 );
 CREATE INDEX chunks_by_series ON chunks (series_id, last_step);
-CREATE INDEX chunks_by_batch ON chunks (batch_seq, series_id);
 CREATE TABLE batches (
     run_id INTEGER NOT NULL,
     batch_id TEXT NOT NULL,
@@ -87,7 +107,6 @@ CREATE TABLE batches (
     seq INTEGER,
     PRIMARY KEY (run_id, batch_id)
 ) WITHOUT ROWID;
-CREATE INDEX batches_by_seq ON batches (run_id, seq);
 CREATE TABLE embeddings (
     id INTEGER PRIMARY KEY,
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -99,7 +118,6 @@ CREATE TABLE embeddings (
     batch_seq INTEGER
 );
 CREATE INDEX embeddings_by_run ON embeddings (run_id, step);
-CREATE INDEX embeddings_by_batch ON embeddings (run_id, batch_seq);
 CREATE TABLE alerts (
     id INTEGER PRIMARY KEY,
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -125,21 +143,7 @@ CREATE TABLE alerts (
     last_event TEXT NOT NULL DEFAULT 'fired'
 );
 CREATE INDEX alerts_by_run_seq ON alerts (run_id, seq);
-CREATE INDEX alerts_by_run_key ON alerts (run_id, key, id);
-CREATE TABLE alert_events (
-    id INTEGER PRIMARY KEY,
-    alert_id INTEGER NOT NULL REFERENCES alerts(id),
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    seq INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    message TEXT NOT NULL,
-    evidence TEXT NOT NULL,
-    at REAL NOT NULL
-);
-CREATE INDEX alert_events_by_run ON alert_events (run_id, alert_id, id);
-"""
+""" + _SCHEMA_2_TABLES
 
 #: From schema 1: batch sequence numbers and detector cursors (batches stored before have
 #: none and are never replayed), the alerts' firing record and history.
@@ -154,24 +158,7 @@ ALTER TABLE alerts ADD COLUMN episodes INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE alerts ADD COLUMN resolved_step INTEGER;
 ALTER TABLE alerts ADD COLUMN resolved_message TEXT;
 ALTER TABLE alerts ADD COLUMN last_event TEXT NOT NULL DEFAULT 'fired';
-CREATE INDEX chunks_by_batch ON chunks (batch_seq, series_id);
-CREATE INDEX batches_by_seq ON batches (run_id, seq);
-CREATE INDEX embeddings_by_batch ON embeddings (run_id, batch_seq);
-CREATE INDEX alerts_by_run_key ON alerts (run_id, key, id);
-CREATE TABLE alert_events (
-    id INTEGER PRIMARY KEY,
-    alert_id INTEGER NOT NULL REFERENCES alerts(id),
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    seq INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    message TEXT NOT NULL,
-    evidence TEXT NOT NULL,
-    at REAL NOT NULL
-);
-CREATE INDEX alert_events_by_run ON alert_events (run_id, alert_id, id);
-"""
+""" + _SCHEMA_2_TABLES
 
 _SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 import numpy as np
@@ -59,11 +59,11 @@ class _RunState:
     enqueued: int  # last batch whose embeddings were queued (or evaluated inline)
     saved_at: float
     generation: int = 0
-    inflight: Counter[int] | None = None  # batch seq -> embedding jobs not yet done
+    inflight: Counter[int] = field(default_factory=Counter)  # batch seq -> jobs not yet done
 
     def cursors(self) -> DetectorCursors:
         """The cursors that describe the suite's state right now."""
-        waiting = [s for s, n in (self.inflight or {}).items() if n > 0]
+        waiting = [s for s, n in self.inflight.items() if n > 0]
         embeddings = min(waiting) - 1 if waiting else self.scalars
         return DetectorCursors(self.scalars, max(0, embeddings))
 
@@ -129,15 +129,9 @@ class DetectorRuntime:
                     log.warning("run %s: detector state not resumed (%s); starting afresh", run, exc)
                     suite = self._suite_factory(config or None)
             cursors = self.store.detector_cursors(run)
-            rs = _RunState(suite, cursors.scalars, cursors.embeddings, self._clock(),
-                           inflight=Counter())
+            rs = _RunState(suite, cursors.scalars, cursors.embeddings, self._clock())
             self._runs[run] = rs
         return rs
-
-    @property
-    def _suites(self) -> dict[str, DetectorSuite]:
-        """Every loaded run's suite (read-only view for diagnostics)."""
-        return {run: rs.suite for run, rs in self._runs.items()}
 
     def reconfigure(self, run: str) -> list[AlertRecord]:
         """Rebuild the run's detectors from its stored configuration (history is not replayed).
@@ -235,7 +229,6 @@ class DetectorRuntime:
         findings: list[Any] = []
         for step in sorted(by_step):
             if self._workers:
-                assert rs.inflight is not None
                 rs.inflight[seq] += 1
                 self._enqueue(_Job(run, seq, step, by_step[step], rs.generation))
             else:
@@ -281,7 +274,7 @@ class DetectorRuntime:
     def _release(self, job: _Job) -> None:
         """Count ``job`` as done in its run's cursor bookkeeping (caller holds the run lock)."""
         rs = self._runs.get(job.run)
-        if rs is not None and rs.inflight is not None and rs.generation == job.generation:
+        if rs is not None and rs.generation == job.generation:
             rs.inflight[job.seq] -= 1
             if rs.inflight[job.seq] <= 0:
                 del rs.inflight[job.seq]

@@ -120,11 +120,6 @@ class AlertManager:
         with self._lock:
             return [a for a in self._latest_for(run).values() if a.status == "firing"]
 
-    def forget(self, run: str) -> None:
-        """Drop the cached view of ``run`` (it is reloaded from the store when next needed)."""
-        with self._lock:
-            self._latest.pop(run, None)
-
     # ------------------------------------------------------------------ the three steps
     def plan(self, run: str, findings: Iterable[FindingLike]) -> list[AlertChange]:
         """The alert changes ``findings`` call for, in order (nothing is stored)."""

@@ -18,7 +18,8 @@ Labels and what a detector must do about them:
   below 0.1 throughout) or whose generator stopped moving (weights unchanged between the last
   evaluations: dead gradients, a saturated D). Any warning or critical alert counts.
 - ``dwins``: D's held-out accuracy at least 0.9 at each of the last five evaluations.
-- ``diverge``: a non-finite loss (onset: the first one) or a held-out loss blow-up.
+- ``diverge``: a non-finite loss (onset: the first one) or a held-out loss blow-up: above twice
+  its best so far at three evaluations in a row (one noisy evaluation is no blow-up).
 - ``vanishing``: the deep sigmoid MLP whose first layer barely moved.
 - ``degraded`` (a GAN between half and 3/4 of the modes), ``unstable`` (a GAN that ends with
   most of its modes but falls to half or fewer at some evaluation of its last quarter: mode
@@ -65,6 +66,26 @@ def _first_persistent(steps: list[int], cond: list[bool]) -> int | None:
         elif not c:
             start = None
     return start
+
+
+def _blowup_onset(gt: Mapping[str, Any], persist: int = 3) -> int | None:
+    """First step of ``persist`` held-out evaluations in a row above twice the best so far."""
+    losses = gt.get("heldout_loss")
+    if not losses:
+        return None
+    best, start, run = math.inf, None, 0
+    for step, loss in zip(gt["eval_steps"], losses, strict=True):
+        bad = loss is None or not math.isfinite(loss) or (step >= 100 and loss > 2 * best)
+        if bad:
+            start = step if run == 0 else start
+            run += 1
+            if run >= persist:
+                return start
+        else:
+            run = 0
+        if loss is not None and math.isfinite(loss):
+            best = min(best, loss)
+    return None
 
 
 def learn_steps(metas: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -116,8 +137,9 @@ def label_run(meta: Mapping[str, Any], learn: Mapping[str, int]) -> Label:
     nf = gt.get("first_nonfinite_step")
     if nf is not None:
         return Label("diverge", nf, "non-finite loss", True)
-    if gt.get("blowup_onset") is not None:
-        return Label("diverge", gt["blowup_onset"], "held-out loss blow-up")
+    blowup = _blowup_onset(gt)
+    if blowup is not None:
+        return Label("diverge", blowup, "held-out loss blow-up")
     if family in _GAN_DATASETS:
         state, detail = _gan_state(gt)
         steps, modes = gt["eval_steps"], gt["modes"]

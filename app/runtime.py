@@ -71,6 +71,9 @@ class _RunState:
 class DetectorRuntime:
     """Feeds stored batches to per-run detector suites and turns findings into alerts.
 
+    Derived signal points (collapse metrics, the equilibrium distance) reach the store within
+    ``signal_flush_interval`` seconds, with the state that produced them: saving the state is
+    what costs, so a run ingesting many batches a second saves it at most that often.
     ``embedding_workers=0`` evaluates embeddings inline (deterministic, for offline replays);
     the server uses one background worker (more would reorder a run's evaluations).
     ``max_pending_evaluations`` bounds the worker's queue: when it is full the oldest
@@ -83,6 +86,7 @@ class DetectorRuntime:
         alerts: AlertManager,
         *,
         state_save_interval: float = 15.0,
+        signal_flush_interval: float = 2.0,
         embedding_workers: int = 1,
         max_pending_evaluations: int = 64,
         suite_factory: Callable[[Mapping[str, Any] | None], DetectorSuite] = DetectorSuite,
@@ -93,6 +97,7 @@ class DetectorRuntime:
         self.store = store
         self.alerts = alerts
         self.state_save_interval = state_save_interval
+        self.signal_flush_interval = signal_flush_interval
         self._suite_factory = suite_factory
         self._clock = clock
         self._runs: dict[str, _RunState] = {}
@@ -317,11 +322,14 @@ class DetectorRuntime:
 
     def _conclude(self, run: str, rs: _RunState, findings: list[Any],
                   force: bool = False) -> list[AlertRecord]:
-        """Plan the alert changes; when anything must be kept (alert changes, signal points)
-        or the save interval has passed, store them with the state and cursors at once."""
+        """Plan the alert changes; store them with the derived signal points, the state and
+        the cursors, in one transaction, when there are alert changes, when signal points have
+        waited ``signal_flush_interval`` seconds, or every ``state_save_interval`` seconds."""
         changes: list[AlertChange] = self.alerts.plan(run, findings)
-        due = self._clock() - rs.saved_at >= self.state_save_interval
-        if not (changes or rs.suite.has_signals or due or force):
+        since = self._clock() - rs.saved_at
+        due = since >= self.state_save_interval or (
+            rs.suite.has_signals and since >= self.signal_flush_interval)
+        if not (changes or due or force):
             self._update_health(run, rs.suite)
             return []
         records = self._commit(run, rs, changes)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import remedies
-from .base import ScalarDetector, as_arrays, check_float, check_int, fmt
+from .base import ScalarDetector, as_arrays, check_float, check_int, fmt, latch, run_lengths
 from .findings import DetectorStatus, Finding
 
 __all__ = ["PinnedLossDetector"]
@@ -64,7 +64,8 @@ class PinnedLossDetector(ScalarDetector):
         check_int("resolve_after", resolve_after, 1)
         self._add_state("last", {})  # series -> last finite value
         self._add_state("same", {})  # series -> points in a row at that value
-        self._add_state("moved", {})  # series -> points in a row that moved (while firing)
+        self._add_state("held", {})  # series -> points in a row pinned for `patience` or more
+        self._add_state("moved", {})  # series -> points in a row that moved
         self._add_state("varied", [])  # series seen moving at least once
         self._add_state("main", [])  # series reported even if constant from the start
         self._add_state("firing", [])
@@ -95,32 +96,39 @@ class PinnedLossDetector(ScalarDetector):
         return out
 
     def _walk(self, name: str, s: np.ndarray, v: np.ndarray, same: np.ndarray) -> list[Finding]:
-        out: list[Finding] = []
-        run = self.same.get(name, 0)
-        moved = self.moved.get(name, 0)
+        moves = ~same
+        if name not in self.last:
+            moves[0] = False  # a series' very first point is no move
+        if name not in self.varied and moves.any():
+            self.varied.append(name)
+            first_move = int(np.argmax(moves))
+        else:
+            first_move = 0
+        eligible = name in self.main or name in self.varied
+        # points in a row at the same value, counting the first of them
+        run = run_lengths(same, max(self.same.get(name, 0) - 1, 0)) + 1
+        cond = run >= self.patience
+        if not eligible:
+            cond[:] = False
+        elif name not in self.main and first_move:
+            cond[:first_move] = False  # it had not moved yet
         firing = name in self.firing
-        new = name not in self.last  # its very first point is no move
-        for i in range(s.size):
-            if same[i]:
-                run += 1
-                moved = 0
-                eligible = name in self.varied or name in self.main
-                if not firing and run >= self.patience and eligible:
-                    firing = True
+        held, moved = self.held.get(name, 0), self.moved.get(name, 0)
+        out: list[Finding] = []
+        if firing or cond.any():
+            events, held, moved, firing = latch(cond, held, moved, firing, 1,
+                                                self.resolve_after, moves)
+            for i, what in events:
+                if what == "fire":
                     self.firing.append(name)
-                    out.append(self._fire(name, int(s[i]), float(v[i]), run))
-            else:
-                if not (new and i == 0) and name not in self.varied:
-                    self.varied.append(name)
-                run = 1
-                if firing:
-                    moved += 1
-                    if moved >= self.resolve_after:
-                        firing = False
-                        self.firing.remove(name)
-                        out.append(self._resolve(name, int(s[i])))
-        self.same[name] = run
-        self.moved[name] = moved
+                    out.append(self._fire(name, int(s[i]), float(v[i]), int(run[i])))
+                else:
+                    self.firing.remove(name)
+                    out.append(self._resolve(name, int(s[i])))
+        else:
+            moved = int(run_lengths(moves, moved)[-1])
+        self.same[name] = int(run[-1])
+        self.held[name], self.moved[name] = int(held), int(moved)
         return out
 
     def _fire(self, name: str, step: int, value: float, run: int) -> Finding:

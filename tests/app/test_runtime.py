@@ -148,10 +148,10 @@ def test_replay_neither_skips_nor_repeats_points_or_signals(store: SQLiteStore) 
     series = lambda lo, hi: {"loss_D": (np.arange(lo, hi), 1.38 + 0.01 * rng.standard_normal(hi - lo)),  # noqa: E731
                              "D_x": (np.arange(lo, hi), d_x[lo:hi])}
     first = DetectorRuntime(store, AlertManager(store), embedding_workers=0,
-                            state_save_interval=1e9)
+                            state_save_interval=1e9, signal_flush_interval=0.0)
     for lo in range(0, 600, 50):
         feed(first, "r", series(lo, lo + 50))
-    saved = store.detector_cursors("r").scalars  # the balance signal forces saves with it
+    saved = store.detector_cursors("r").scalars  # the balance signal is saved with the state
     assert 0 < saved <= 12
     for lo in range(600, 1000, 50):  # stored after the crash of `first`
         store.ingest_batch("r", f"after-{lo}", series(lo, lo + 50), [])

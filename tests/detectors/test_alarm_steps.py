@@ -308,3 +308,31 @@ def test_a_module_with_every_gradient_exactly_zero_is_stalled_critical():
     found = _feed_grads(det, s, {k: np.zeros(50) for k in norms})
     assert [(f.key, f.step) for f in found] == [("stalled/gradients:D", 4)]
     assert det.status().state == "alarm"
+
+
+def test_a_pinned_loss_is_stalled_and_batching_does_not_matter():
+    from stethoscope.detectors import PinnedLossDetector
+
+    t = np.arange(600)
+    loss = healthy_loss(600, seed=5)
+    loss[200:400] = 100.0  # clamped
+    whole = PinnedLossDetector().update({"loss": (t, loss)})
+    assert [(f.key, f.step, f.status, f.severity) for f in whole] == [
+        ("stalled/pinned:loss", 249, "firing", "critical"),
+        ("stalled/pinned:loss", 419, "resolved", "critical")]
+    for size in (1, 7, 100):
+        det = PinnedLossDetector()
+        out = []
+        for a in range(0, 600, size):
+            out += det.update({"loss": (t[a:a + size], loss[a:a + size])})
+        assert out == whole
+
+
+def test_a_constant_placeholder_is_not_a_stall_unless_it_is_a_main_loss():
+    from stethoscope.detectors import PinnedLossDetector
+
+    t = np.arange(300)
+    det = PinnedLossDetector()
+    assert det.update({"loss_gp": (t, np.zeros(300))}) == []  # a disabled penalty logged as 0
+    det.mark_main(["loss_G"])
+    assert [f.step for f in det.update({"loss_G": (t, np.zeros(300))})] == [49]

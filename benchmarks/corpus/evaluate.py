@@ -187,6 +187,25 @@ def tables(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def condensed(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per family and label, one column per extractor: caught (or silent) / runs."""
+    extractors = ["raw", "random", "clf", "dfeat", "main", "-"]
+    cells: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list))
+    for r in rows:
+        if r["label"] in SCORED:
+            cells[(r["family"], r["label"])][r["extractor"]].append(r)
+    used = [e for e in extractors if any(e in c for c in cells.values())]
+    out = ["| family | label | " + " | ".join(used) + " |", "|---|---|" + "---|" * len(used)]
+    for (fam, label), by_ex in sorted(cells.items()):
+        parts = []
+        for e in used:
+            rs = [r for r in by_ex.get(e, []) if label != "collapse" or r.get("scorable")]
+            parts.append(f"{sum(bool(r.get('ok')) for r in rs)}/{len(rs)}" if rs else "")
+        out.append(f"| {fam} | {label} | " + " | ".join(parts) + " |")
+    return out
+
+
 def targets(rows: list[dict[str, Any]]) -> list[str]:
     """The issue's targets over the rows (each replay counts once)."""
     def frac(rs: list[dict[str, Any]], key: str = "ok") -> str:
@@ -240,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.sort(key=lambda r: (r["family"], r["id"], r["extractor"]))
     print()
     print("\n".join(tables(rows)))
+    print()
+    print("\n".join(condensed(rows)))
     print()
     print("\n".join(targets(rows)))
     print(f"\n{len(rows)} replays of split {args.split or 'all'} in "

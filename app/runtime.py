@@ -318,7 +318,9 @@ class DetectorRuntime:
                     measured) or []
             finally:
                 self._release(job)  # the state now includes this evaluation
-            return self._conclude(job.run, rs, findings)
+            # the run's last queued evaluation: store its signals now, so that "no pending
+            # evaluation" means every result is visible
+            return self._conclude(job.run, rs, findings, force=self.pending(job.run) <= 1)
 
     def _conclude(self, run: str, rs: _RunState, findings: list[Any],
                   force: bool = False) -> list[AlertRecord]:

@@ -135,21 +135,23 @@ class AlertManager:
             }
         now = self._clock()
         changes: list[AlertChange] = []
-        nan_steps = [f.step for f in findings if f.key == NONFINITE_KEY and f.status == "firing"]
+        # from the step a non-finite value fired until it resolved, its consequences (spikes,
+        # drift, oscillation) are silenced; a warning seen before the NaN still gets through
         nan = views.get(NONFINITE_KEY)
-        if nan is not None and nan.firing and NONFINITE_KEY in latest:
-            nan_steps.append(latest[NONFINITE_KEY].first_step)
-        first_nan = min(nan_steps, default=None)
+        nan_since = latest[NONFINITE_KEY].first_step if nan is not None and nan.firing else None
         for f in findings:
             if f.severity not in SEVERITY_RANK:
                 continue
+            if f.key == NONFINITE_KEY:
+                nan_since = (f.step if nan_since is None else nan_since) \
+                    if f.status == "firing" else None
             view = views.get(f.key)
             if f.status == "resolved":
                 if view is not None and view.firing:
                     changes.append(self._change(run, f, "resolved", view.severity, view.alert_id))
                     view.firing, view.resolved_step, view.changed = False, f.step, False
                 continue
-            if (first_nan is not None and f.step >= first_nan
+            if (nan_since is not None and f.step >= nan_since
                     and f.key.startswith(INHIBITED_BY_NONFINITE)):
                 continue
             if view is None or not view.firing:

@@ -88,8 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            runtime.close()  # stops a replay still running, then saves every run's state
             recovery.join(timeout=60)
-            runtime.close()
             store.close()
             app.state.store = None
 

@@ -22,14 +22,14 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 import numpy as np
 
-from stethoscope.detectors import DetectorSuite
+from stethoscope.detectors import DetectorSuite, SuiteConfig
 
 from .alerting import AlertManager, firing_counts
 from .storage import AlertChange, AlertRecord, DetectorCursors, EmbeddingInput, Store
@@ -41,31 +41,28 @@ ScalarBatch = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 @dataclass(frozen=True)
 class _Job:
-    """One embedding evaluation: the arrays logged at one step of one stored batch."""
+    """The embedding evaluations of one stored batch (one per logged step), done as one: a
+    batch's evaluations are all in the saved state or none are."""
 
     run: str
     seq: int
-    step: int
-    arrays: dict[str, np.ndarray]
+    steps: tuple[tuple[int, dict[str, np.ndarray]], ...]
     generation: int
 
 
 @dataclass
 class _RunState:
-    """The runtime's per-run bookkeeping (guarded by the run's lock)."""
+    """The runtime's per-run bookkeeping (the run's lock guards it, but for ``inflight``, which
+    the runtime's ``_guard`` does)."""
 
     suite: DetectorSuite
     scalars: int  # last batch whose scalars were fed
     enqueued: int  # last batch whose embeddings were queued (or evaluated inline)
     saved_at: float
-    generation: int = 0
-    inflight: Counter[int] = field(default_factory=Counter)  # batch seq -> jobs not yet done
-
-    def cursors(self) -> DetectorCursors:
-        """The cursors that describe the suite's state right now."""
-        waiting = [s for s, n in self.inflight.items() if n > 0]
-        embeddings = min(waiting) - 1 if waiting else self.scalars
-        return DetectorCursors(self.scalars, max(0, embeddings))
+    generation: int
+    inflight: set[int] = field(default_factory=set)  # batches with a queued evaluation
+    unsaved_changes: list[AlertChange] = field(default_factory=list)  # of a failed commit
+    unsaved_signals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 class DetectorRuntime:
@@ -76,8 +73,8 @@ class DetectorRuntime:
     what costs, so a run ingesting many batches a second saves it at most that often.
     ``embedding_workers=0`` evaluates embeddings inline (deterministic, for offline replays);
     the server uses one background worker (more would reorder a run's evaluations).
-    ``max_pending_evaluations`` bounds the worker's queue: when it is full the oldest
-    evaluation is skipped and the run's health says so.
+    ``max_pending_evaluations`` bounds the worker's queue (in batches with embeddings): when it
+    is full the oldest is skipped and the run's health says so.
     """
 
     def __init__(
@@ -101,9 +98,11 @@ class DetectorRuntime:
         self._suite_factory = suite_factory
         self._clock = clock
         self._runs: dict[str, _RunState] = {}
+        self._generations: dict[str, int] = defaultdict(int)
         self._errors: dict[str, dict[str, str]] = defaultdict(dict)
         self._locks: dict[str, threading.RLock] = defaultdict(threading.RLock)
         self._guard = threading.Lock()
+        self._closing = threading.Event()
         self._pending: dict[str, int] = defaultdict(int)
         self._skipped: dict[str, int] = defaultdict(int)
         self._jobs: queue.Queue[_Job | None] = queue.Queue(max_pending_evaluations)
@@ -121,43 +120,65 @@ class DetectorRuntime:
 
     def _state(self, run: str) -> _RunState:
         """The run's suite and cursors, loaded from the store the first time (caller holds the
-        run's lock)."""
+        run's lock). A saved state that cannot be resumed, or whose configuration is not the
+        run's (a crash between storing a new configuration and resetting the detectors), makes
+        the detectors start afresh, as a reconfiguration does."""
         rs = self._runs.get(run)
-        if rs is None:
-            config = self.store.get_run(run).detectors
-            suite = self._suite_factory(config or None)
-            state = self.store.load_detector_state(run)
-            if state:
-                try:
-                    suite.load_state_dict(state)
-                except Exception as exc:  # a state from another version: start afresh
-                    log.warning("run %s: detector state not resumed (%s); starting afresh", run, exc)
-                    suite = self._suite_factory(config or None)
-            cursors = self.store.detector_cursors(run)
-            rs = _RunState(suite, cursors.scalars, cursors.embeddings, self._clock())
-            self._runs[run] = rs
+        if rs is not None:
+            return rs
+        config = self.store.get_run(run).detectors or None
+        suite = self._suite_factory(config)
+        state = self.store.load_detector_state(run)
+        if state:
+            try:
+                suite.load_state_dict(state)
+            except Exception as exc:  # a state from another version
+                return self._fresh(run, f"their saved state could not be resumed ({exc})",
+                                   skip_stored=False)
+            if suite.config != SuiteConfig.from_mapping(config):
+                return self._fresh(run, "the run's detector configuration changed",
+                                   skip_stored=False)
+        cursors = self.store.detector_cursors(run)
+        rs = _RunState(suite, cursors.scalars, cursors.embeddings, self._clock(),
+                       self._generations[run])
+        self._runs[run] = rs
+        return rs
+
+    def _fresh(self, run: str, reason: str, skip_stored: bool = True) -> _RunState:
+        """New detectors from the run's stored configuration; the firing alerts the old ones
+        raised (which the new ones could never resolve) are resolved in the transaction that
+        resets the state (caller holds the run's lock). ``skip_stored``: the history is not
+        replayed (a reconfiguration); otherwise the stored batches the old detectors had not
+        seen are replayed to the new ones."""
+        log.warning("run %s: detectors start afresh: %s", run, reason)
+        with self._guard:
+            self._generations[run] += 1  # queued evaluations belong to the old detectors
+            self._runs.pop(run, None)
+        if skip_stored:
+            seqs = self.store.batch_seqs(run, after=0)
+            last = seqs[-1] if seqs else 0
+            scalars = embeddings = last
+        else:
+            old = self.store.detector_cursors(run)
+            scalars, embeddings = old.scalars, old.embeddings
+        changes = self.alerts.resolve_changes(run, f"the run's detectors start afresh: {reason}")
+        records = self.store.commit_detector_progress(
+            run, state={}, cursors=DetectorCursors(scalars, embeddings), signals={},
+            alert_changes=changes)
+        self.alerts.applied(run, records)
+        rs = _RunState(self._suite_factory(self.store.get_run(run).detectors or None), scalars,
+                       embeddings, self._clock(), self._generations[run])
+        self._runs[run] = rs
         return rs
 
     def reconfigure(self, run: str) -> list[AlertRecord]:
-        """Rebuild the run's detectors from its stored configuration (history is not replayed).
-
-        The new detectors never fired, so they could never resolve the run's firing alerts:
-        those are resolved here, saying why, in the transaction that resets the state.
-        """
+        """Rebuild the run's detectors from its stored configuration (history is not replayed),
+        resolving the alerts the old ones fired."""
         with self._run_lock(run):
-            old = self._runs.pop(run, None)
-            seqs = self.store.batch_seqs(run, after=0)
-            last = seqs[-1] if seqs else 0
-            changes = self.alerts.resolve_changes(
-                run, "the run's detectors were reconfigured; they start afresh")
-            records = self.store.commit_detector_progress(
-                run, state={}, cursors=DetectorCursors(last, last), signals={},
-                alert_changes=changes)
-            self.alerts.applied(run, records)
-            rs = self._state(run)
-            rs.generation = (old.generation + 1) if old else 1
+            before = {a.id for a in self.alerts.firing(run)}
+            rs = self._fresh(run, "they were reconfigured")
             self._update_health(run, rs.suite)
-            return records
+            return [a for a in self.store.list_alerts(run) if a.id in before]
 
     # ------------------------------------------------------------------ ingestion
     def process(
@@ -184,9 +205,11 @@ class DetectorRuntime:
 
     def recover(self) -> int:
         """Catch every run up with its stored batches (at start, after a crash); returns the
-        number of runs that had batches to replay."""
+        number of runs that had batches to replay. Stops early when the runtime closes."""
         behind = 0
         for record in self.store.list_runs():
+            if self._closing.is_set():
+                break
             cursors = self.store.detector_cursors(record.name)
             if self.store.batch_seqs(record.name, after=min(cursors.scalars,
                                                             cursors.embeddings)):
@@ -207,12 +230,14 @@ class DetectorRuntime:
                  len(todo))
         findings: list[Any] = []
         for seq in todo:
+            if self._closing.is_set():
+                break
             batch = self.store.read_batch(run, seq)
             if seq > rs.scalars:
                 findings += self._scalars(run, rs, seq, batch.scalars)
-            if seq > rs.enqueued:
+            if seq > rs.enqueued:  # evaluated here: a replay must not overflow the queue
                 emb = [EmbeddingInput(e.step, e.name, e.data) for e in batch.embeddings]
-                findings += self._embeddings(run, rs, seq, emb)
+                findings += self._embeddings(run, rs, seq, emb, inline=True)
         if conclude or findings:
             return self._conclude(run, rs, findings, force=True)
         return []
@@ -225,20 +250,24 @@ class DetectorRuntime:
         return findings
 
     def _embeddings(self, run: str, rs: _RunState, seq: int,
-                    embeddings: Sequence[EmbeddingInput]) -> list[Any]:
-        """Queue (or, inline, evaluate) the batch's embedding evaluations, one per step."""
+                    embeddings: Sequence[EmbeddingInput], inline: bool = False) -> list[Any]:
+        """Queue (or evaluate here) the batch's embedding evaluations, one per logged step."""
         rs.enqueued = max(rs.enqueued, seq)
         by_step: dict[int, dict[str, np.ndarray]] = defaultdict(dict)
         for emb in embeddings:
             by_step[int(emb.step)][emb.name] = emb.data
+        if not by_step:
+            return []
+        steps = tuple((step, by_step[step]) for step in sorted(by_step))
+        if self._workers and not inline:
+            with self._guard:
+                rs.inflight.add(seq)
+            self._enqueue(_Job(run, seq, steps, rs.generation))
+            return []
         findings: list[Any] = []
-        for step in sorted(by_step):
-            if self._workers:
-                rs.inflight[seq] += 1
-                self._enqueue(_Job(run, seq, step, by_step[step], rs.generation))
-            else:
-                findings += self._guarded(run, "embeddings", rs.suite.update_embeddings, step,
-                                          by_step[step]) or []
+        for step, arrays in steps:
+            findings += self._guarded(run, "embeddings", rs.suite.update_embeddings, step,
+                                      arrays) or []
         return findings
 
     def _feed(self, run: str, rs: _RunState, seq: int, scalars: ScalarBatch,
@@ -261,28 +290,21 @@ class DetectorRuntime:
                     continue
                 if old is not None:
                     self._done(old, skipped=True)
-                    log.warning("run %s: embedding evaluation at step %d skipped (queue full)",
-                                old.run, old.step)
+                    log.warning("run %s: embedding evaluations of batch %d skipped (queue "
+                                "full)", old.run, old.seq)
                 self._jobs.task_done()
 
     def _done(self, job: _Job, skipped: bool = False) -> None:
-        """A job left the queue: it is no longer pending (a skipped one no longer holds the
-        run's embeddings cursor back either)."""
-        if skipped:
-            with self._run_lock(job.run):
-                self._release(job)
+        """A job left the queue: no longer pending, and no longer holding its run's embeddings
+        cursor back. Only the runtime's guard is taken (never another run's lock: a request
+        holding its own run's lock may be the one that skips this job)."""
         with self._guard:
+            rs = self._runs.get(job.run)
+            if rs is not None and rs.generation == job.generation:
+                rs.inflight.discard(job.seq)
             self._pending[job.run] -= 1
             if skipped:
                 self._skipped[job.run] += 1
-
-    def _release(self, job: _Job) -> None:
-        """Count ``job`` as done in its run's cursor bookkeeping (caller holds the run lock)."""
-        rs = self._runs.get(job.run)
-        if rs is not None and rs.generation == job.generation:
-            rs.inflight[job.seq] -= 1
-            if rs.inflight[job.seq] <= 0:
-                del rs.inflight[job.seq]
 
     def _work(self) -> None:
         while True:
@@ -293,8 +315,8 @@ class DetectorRuntime:
                 try:
                     self._evaluate(job)
                 except Exception:
-                    log.exception("run %s: embedding evaluation at step %d failed", job.run,
-                                  job.step)
+                    log.exception("run %s: embedding evaluations of batch %d failed", job.run,
+                                  job.seq)
                 finally:  # after its signals and alerts are stored: pending 0 means all visible
                     self._done(job)
             finally:
@@ -304,23 +326,25 @@ class DetectorRuntime:
         with self._run_lock(job.run):
             rs = self._state(job.run)
             if rs.generation != job.generation:
-                return []  # queued for detectors that were reconfigured since
-        # the expensive part (tens of milliseconds) outside the run's lock, so the run's
-        # next batches are not held up by it
-        measured = self._guarded(job.run, "embeddings", rs.suite.measure_embeddings, job.step,
-                                 job.arrays)
+                return []  # queued for detectors that were replaced since
+        # the expensive part (tens of milliseconds per step) outside the run's lock, so the
+        # run's next batches are not held up by it
+        measured = [self._guarded(job.run, "embeddings", rs.suite.measure_embeddings, step,
+                                  arrays) for step, arrays in job.steps]
         with self._run_lock(job.run):
             if self._runs.get(job.run) is not rs or rs.generation != job.generation:
                 return []
-            try:
-                findings = [] if measured is None else self._guarded(
-                    job.run, "embeddings", rs.suite.update_embeddings, job.step, job.arrays,
-                    measured) or []
-            finally:
-                self._release(job)  # the state now includes this evaluation
+            findings: list[Any] = []
+            for (step, arrays), m in zip(job.steps, measured, strict=True):
+                if m is not None:
+                    findings += self._guarded(job.run, "embeddings", rs.suite.update_embeddings,
+                                              step, arrays, m) or []
+            with self._guard:  # the state now includes this batch's evaluations
+                rs.inflight.discard(job.seq)
+                last = self._pending.get(job.run, 0) <= 1
             # the run's last queued evaluation: store its signals now, so that "no pending
             # evaluation" means every result is visible
-            return self._conclude(job.run, rs, findings, force=self.pending(job.run) <= 1)
+            return self._conclude(job.run, rs, findings, force=last)
 
     def _conclude(self, run: str, rs: _RunState, findings: list[Any],
                   force: bool = False) -> list[AlertRecord]:
@@ -331,7 +355,7 @@ class DetectorRuntime:
         since = self._clock() - rs.saved_at
         due = since >= self.state_save_interval or (
             rs.suite.has_signals and since >= self.signal_flush_interval)
-        if not (changes or due or force):
+        if not (changes or rs.unsaved_changes or due or force):
             self._update_health(run, rs.suite)
             return []
         records = self._commit(run, rs, changes)
@@ -339,14 +363,26 @@ class DetectorRuntime:
         return records
 
     def _commit(self, run: str, rs: _RunState, changes: list[AlertChange]) -> list[AlertRecord]:
+        """Store the state with its cursors, signals and alert changes; what a failed commit
+        could not store is kept and stored by the next one (the state has moved on)."""
         signals = rs.suite.drain_signals()  # first: the saved state must not hold them too
+        for name, (steps, values) in rs.unsaved_signals.items():
+            new = signals.get(name, (np.empty(0, np.int64), np.empty(0)))
+            signals[name] = (np.concatenate([steps, new[0]]), np.concatenate([values, new[1]]))
+        changes = rs.unsaved_changes + changes
+        with self._guard:
+            waiting = min(rs.inflight) - 1 if rs.inflight else rs.scalars
+        cursors = DetectorCursors(rs.scalars, max(0, waiting))
         try:
             records = self.store.commit_detector_progress(
-                run, state=rs.suite.state_dict(), cursors=rs.cursors(), signals=signals,
+                run, state=rs.suite.state_dict(), cursors=cursors, signals=signals,
                 alert_changes=changes)
         except Exception:
-            log.exception("run %s: could not store the detectors' progress", run)
+            log.exception("run %s: could not store the detectors' progress; retrying with the "
+                          "next batch", run)
+            rs.unsaved_changes, rs.unsaved_signals = changes, signals
             return []
+        rs.unsaved_changes, rs.unsaved_signals = [], {}
         rs.saved_at = self._clock()
         return self.alerts.applied(run, records)
 
@@ -363,7 +399,7 @@ class DetectorRuntime:
         return list(out) if isinstance(out, list | tuple) else out
 
     def pending(self, run: str) -> int:
-        """Embedding evaluations of ``run`` queued or running right now."""
+        """Batches of ``run`` whose embedding evaluations are queued or running right now."""
         with self._guard:
             return self._pending.get(run, 0)
 
@@ -419,7 +455,9 @@ class DetectorRuntime:
 
     # ------------------------------------------------------------------ state
     def close(self) -> None:
-        """Finish queued evaluations, stop the workers and save every run's detector state."""
+        """Stop replays, finish queued evaluations, stop the workers and save every run's
+        detector state."""
+        self._closing.set()
         self.wait_idle()
         for _ in self._workers:
             self._jobs.put(None)

@@ -64,6 +64,8 @@ def ingest_batch(
     if seq is not None:
         metrics.points.inc(points)
         runtime.process(run, seq, scalars, embeddings)
+    else:  # stored before, perhaps by a request that failed before its detectors ran
+        runtime.catch_up(run)
     alerts = store.list_alerts(run, after_seq=batch.alert_cursor)
     return IngestOut(
         batch_id=batch.batch_id,

@@ -132,3 +132,14 @@ def test_a_warning_before_the_nan_is_not_inhibited(manager: AlertManager) -> Non
         ],
     )
     assert sorted(a.key for a in out) == ["divergence/drift:loss", "divergence/nonfinite"]
+
+
+def test_inhibition_ends_when_the_nan_alert_resolves(manager: AlertManager) -> None:
+    out = manager.process("r", [finding("divergence/nonfinite", "critical", step=10),
+                                finding("divergence/spike:loss", "critical", step=15),
+                                finding("divergence/nonfinite", "critical", status="resolved",
+                                        step=20),
+                                finding("divergence/spike:loss", "critical", step=500)])
+    assert [(a.key, a.status, a.step) for a in out] == [
+        ("divergence/nonfinite", "firing", 10), ("divergence/nonfinite", "resolved", 10),
+        ("divergence/spike:loss", "firing", 500)]

@@ -161,3 +161,90 @@ def test_replay_neither_skips_nor_repeats_points_or_signals(store: SQLiteStore) 
     assert _checked(store, "r") == 2000  # every stored value of both series, once
     signal = store.read_series("r", "stethoscope/gan/equilibrium_distance").steps
     assert signal.tolist() == list(range(99, 1000, 100))  # one point per window, none twice
+
+
+def test_a_failed_commit_keeps_its_alerts_and_signals_for_the_next_one(store: SQLiteStore) -> None:
+    store.upsert_run("r")
+    runtime = DetectorRuntime(store, AlertManager(store), embedding_workers=0)
+    good = store.commit_detector_progress
+
+    def disk_full(*args, **kwargs):
+        raise OSError("database or disk is full")
+
+    store.commit_detector_progress = disk_full
+    feed(runtime, "r", {"loss": (np.arange(3), np.array([1.0, 0.9, np.nan]))})
+    assert store.list_alerts("r") == []  # nothing could be written
+    store.commit_detector_progress = good
+    feed(runtime, "r", {"loss": (np.arange(3, 6), np.array([0.9, 0.8, 0.7]))})
+    [alert] = store.list_alerts("r")
+    assert (alert.key, alert.first_step) == ("divergence/nonfinite", 2)
+    assert store.detector_cursors("r").scalars == 2
+
+
+def test_detectors_whose_saved_configuration_is_stale_start_afresh(store: SQLiteStore) -> None:
+    """A crash between storing a new configuration and resetting the detectors: on restart
+    the new configuration wins and the old detectors' alerts are resolved."""
+    store.upsert_run("r")
+    first = DetectorRuntime(store, AlertManager(store), embedding_workers=0)
+    feed(first, "r", {"loss": (np.arange(3), np.array([1.0, 0.9, np.nan]))})
+    store.upsert_run("r", detectors={"enabled": {"nonfinite": False}})  # then the process dies
+    second = DetectorRuntime(store, AlertManager(store), embedding_workers=0)
+    feed(second, "r", {"loss": (np.arange(3, 6), np.array([np.nan, 1.0, 1.0]))})
+    [alert] = store.list_alerts("r")
+    assert alert.status == "resolved" and "configuration changed" in alert.resolved_message
+    rows = {d["name"]: d for d in store.get_run("r").health["detectors"]}
+    assert rows["nonfinite"]["state"] == "unavailable"
+
+
+def test_a_full_queue_never_takes_another_runs_lock(store: SQLiteStore) -> None:
+    """Skipping the oldest job of another run must not wait for that run's lock: two requests,
+    each holding its own run's lock, would otherwise wait for each other forever."""
+    import threading
+
+    release = threading.Event()
+
+    class SlowSuite(DetectorSuite):
+        def measure_embeddings(self, step, embeddings):
+            release.wait(10)
+            return super().measure_embeddings(step, embeddings)
+
+    for run in ("x", "y", "z"):
+        store.upsert_run(run)
+    runtime = DetectorRuntime(store, AlertManager(store), max_pending_evaluations=1,
+                              suite_factory=SlowSuite)
+    rng = np.random.default_rng(2)
+    feed(runtime, "z", {}, [EmbeddingInput(0, "fake", _ring(rng, 64))])  # occupies the worker
+    feed(runtime, "y", {}, [EmbeddingInput(0, "fake", _ring(rng, 64))])  # fills the queue
+    done = threading.Event()
+
+    def x_while_y_is_locked() -> None:
+        feed(runtime, "x", {}, [EmbeddingInput(0, "fake", _ring(rng, 64))])  # skips y's job
+        done.set()
+
+    with runtime._run_lock("y"):  # a request of run y in progress
+        thread = threading.Thread(target=x_while_y_is_locked, daemon=True)
+        thread.start()
+        assert done.wait(5), "a request of run x waited for run y's lock"
+    release.set()
+    assert runtime.wait_idle()
+    runtime.close()
+    assert "skipped" in {d["name"]: d for d in runtime.health("y")["detectors"]}[
+        "runtime/embeddings"]["reason"]
+
+
+def test_a_batch_with_several_embedding_steps_is_evaluated_as_one(store: SQLiteStore) -> None:
+    """Its evaluations are all in a saved state or none are: a replay after a crash never
+    evaluates half of a batch twice."""
+    store.upsert_run("r")
+    runtime = DetectorRuntime(store, AlertManager(store), signal_flush_interval=0.0)
+    rng = np.random.default_rng(3)
+    emb = [EmbeddingInput(s, n, _ring(rng, 128)) for s in (10, 20) for n in ("fake", "real")]
+    feed(runtime, "r", {}, emb)
+    assert runtime.wait_idle()
+    runtime.close()
+    assert store.read_series("r", "stethoscope/collapse/coverage").steps.tolist() == [10, 20]
+    assert store.detector_cursors("r").embeddings == 1
+    again = DetectorRuntime(store, AlertManager(store))
+    assert again.recover() == 0
+    again.close()
+    assert store.read_series("r", "stethoscope/collapse/coverage").steps.tolist() == [10, 20]

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from benchmarks.corpus.digits_data import clf_features, digits16, judge, random_conv
-from benchmarks.corpus.losses import d_loss, g_loss
+from benchmarks.corpus.losses import SIGMOID_LOSSES, d_loss, g_loss, logged, probability
 
 __all__ = ["DcganConfig", "train"]
 
@@ -111,8 +111,7 @@ def train(cfg: DcganConfig, seed: int, rec: Any) -> dict[str, Any]:
     rec.watch(D, "D")
     b = cfg.batch_size
     eval_z = torch.randn(EVAL_SAMPLES, cfg.z_dim, generator=gen)
-    sigmoid_out = cfg.loss in ("ns", "sat", "bce_sigmoid")
-    prob = (lambda t: t) if cfg.loss == "bce_sigmoid" else torch.sigmoid
+    sigmoid_out = cfg.loss in SIGMOID_LOSSES
 
     gt: dict[str, Any] = {"eval_steps": [], "modes": [], "high_quality": [], "class_counts": [],
                           "d_heldout_accuracy": [], "g_weight_change": []}
@@ -147,14 +146,7 @@ def train(cfg: DcganConfig, seed: int, rec: Any) -> dict[str, Any]:
         loss_g.backward()
         opt_g.step()
         D.requires_grad_(True)
-        scalars: dict[str, Any] = {"loss_D": loss_d.detach(), "loss_G": loss_g.detach()}
-        if sigmoid_out:
-            scalars["D_x"] = prob(d_real.detach()).mean()
-            scalars["D_G_z"] = prob(d_fake.detach()).mean()
-        else:
-            scalars["d_real_score"] = d_real.detach().mean()
-            scalars["d_fake_score"] = d_fake.detach().mean()
-        rec.log(step, **scalars)
+        rec.log(step, **logged(cfg.loss, loss_d, loss_g, d_real, d_fake))
         if first_nf is None and not (torch.isfinite(loss_d) and torch.isfinite(loss_g)):
             first_nf = step
             stop_at = min(stop_at, step + 1 + cfg.nan_patience)
@@ -174,8 +166,8 @@ def train(cfg: DcganConfig, seed: int, rec: Any) -> dict[str, Any]:
                                    real=D.features(real).numpy(), name="dfeat")
                 acc = math.nan
                 if sigmoid_out and torch.isfinite(samples).all():
-                    pr = prob(D(x_all[torch.randint(0, len(x_all), (EMBED_N,), generator=gen)]))
-                    pf = prob(D(samples[EMBED_N: 2 * EMBED_N]))
+                    pr = probability(cfg.loss, D(x_all[torch.randint(0, len(x_all), (EMBED_N,), generator=gen)]))
+                    pf = probability(cfg.loss, D(samples[EMBED_N: 2 * EMBED_N]))
                     acc = 0.5 * (float((pr > 0.5).float().mean())
                                  + float((pf < 0.5).float().mean()))
                 now_g = torch.cat([p.detach().flatten() for p in G.parameters()])

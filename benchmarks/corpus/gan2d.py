@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from benchmarks.corpus.losses import LOSSES, d_loss, g_loss
+from benchmarks.corpus.losses import LOSSES, SIGMOID_LOSSES, d_loss, g_loss, logged, probability
 from stethoscope.collector.examples.mixtures import (
     EVAL_SAMPLES,
     make_grid25,
@@ -160,7 +160,7 @@ def train(cfg: Gan2dConfig, seed: int, rec: Any) -> dict[str, Any]:
     extractor = random_extractor()
     eval_z = torch.randn(EVAL_SAMPLES, cfg.z_dim, generator=gen)
     b = cfg.batch_size
-    sigmoid_out = cfg.loss in ("ns", "sat", "bce_sigmoid")
+    sigmoid_out = cfg.loss in SIGMOID_LOSSES
 
     def packed(x: torch.Tensor) -> torch.Tensor:
         return x.reshape(-1, 2 * pack)
@@ -219,15 +219,7 @@ def train(cfg: Gan2dConfig, seed: int, rec: Any) -> dict[str, Any]:
             with torch.no_grad():
                 torch._foreach_lerp_(list(G_eval.parameters()), list(G.parameters()),
                                      1.0 - cfg.g_ema)
-        scalars: dict[str, Any] = {"loss_D": loss_d.detach(), "loss_G": loss_g.detach()}
-        if sigmoid_out:
-            prob = (lambda t: t) if cfg.loss == "bce_sigmoid" else torch.sigmoid
-            scalars["D_x"] = prob(d_real.detach()).mean()
-            scalars["D_G_z"] = prob(d_fake.detach()).mean()
-        else:
-            scalars["d_real_score"] = d_real.detach().mean()
-            scalars["d_fake_score"] = d_fake.detach().mean()
-        rec.log(step, **scalars)
+        rec.log(step, **logged(cfg.loss, loss_d, loss_g, d_real, d_fake))
         if first_nf is None and not (torch.isfinite(loss_d) and torch.isfinite(loss_g)):
             first_nf = step
             stop_at = min(stop_at, step + 1 + cfg.nan_patience)
@@ -246,10 +238,9 @@ def train(cfg: Gan2dConfig, seed: int, rec: Any) -> dict[str, Any]:
                                    real=d_features(real).numpy(), name="dfeat")
                 acc = math.nan
                 if sigmoid_out and torch.isfinite(samples).all():
-                    prob = (lambda t: t) if cfg.loss == "bce_sigmoid" else torch.sigmoid
                     held = real_batch(EMBED_N * pack)
-                    pr = prob(D(packed(held)))
-                    pf = prob(D(packed(samples[: EMBED_N * pack])))
+                    pr = probability(cfg.loss, D(packed(held)))
+                    pf = probability(cfg.loss, D(packed(samples[: EMBED_N * pack])))
                     acc = 0.5 * (float((pr > 0.5).float().mean())
                                  + float((pf < 0.5).float().mean()))
                 now_g = torch.cat([p.detach().flatten() for p in G.parameters()])

@@ -9,9 +9,11 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-__all__ = ["LOSSES", "d_loss", "g_loss"]
+__all__ = ["LOSSES", "SIGMOID_LOSSES", "d_loss", "g_loss", "probability", "logged"]
 
 LOSSES = ("ns", "sat", "bce_sigmoid", "wgan_clip", "wgan_gp", "hinge")
+#: Losses whose D outputs read as probabilities (after a sigmoid).
+SIGMOID_LOSSES = ("ns", "sat", "bce_sigmoid")
 
 
 def d_loss(kind: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
@@ -37,3 +39,22 @@ def g_loss(kind: str, d_fake: torch.Tensor) -> torch.Tensor:
     if kind == "bce_sigmoid":
         return F.binary_cross_entropy(d_fake, torch.ones_like(d_fake))
     return -d_fake.mean()
+
+
+def probability(kind: str, d_out: torch.Tensor) -> torch.Tensor:
+    """D's output as a probability (``bce_sigmoid`` D's already are)."""
+    return d_out if kind == "bce_sigmoid" else torch.sigmoid(d_out)
+
+
+def logged(kind: str, loss_d: torch.Tensor, loss_g: torch.Tensor, d_real: torch.Tensor,
+           d_fake: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What a user of such code logs each step: the losses and D's mean outputs, as
+    probabilities (``D_x``, ``D_G_z``) for the sigmoid losses, as raw scores for the critics."""
+    out = {"loss_D": loss_d.detach(), "loss_G": loss_g.detach()}
+    if kind in SIGMOID_LOSSES:
+        out["D_x"] = probability(kind, d_real.detach()).mean()
+        out["D_G_z"] = probability(kind, d_fake.detach()).mean()
+    else:
+        out["d_real_score"] = d_real.detach().mean()
+        out["d_fake_score"] = d_fake.detach().mean()
+    return out
